@@ -1,0 +1,458 @@
+"""``FocalCodec``: a thin facade over the five components of the pipeline.
+
+    sig --encoder--> feats --compressor--> lats --quantizer--> toks / codes
+    codes --decompressor--> qfeats --decoder--> sig
+
+Method names follow the ``x_to_y`` vocabulary of the original package. Methods are offline
+(whole signals); streaming goes through :mod:`focalcodec.streaming`.
+
+Batches and ``length``: ``length`` (B,) gives the fraction of the time axis that is real for
+each item. Unlike the original, every item then gives exactly what it gives on its own: items
+are processed at their true length (grouped by length) and the outputs are zero-padded to
+the longest item. Positions past an item's end hold zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import __version__
+from .config import SLOTS, config_hash, normalize_config, registry
+from .errors import AudioError, ConfigError, InputError
+from .matching import knn
+
+__all__ = ["CodecOutput", "FocalCodec"]
+
+
+class CodecOutput(NamedTuple):
+    """Result of :meth:`FocalCodec.forward`."""
+
+    toks: Tensor
+    codes: Tensor
+    sig: Tensor
+
+
+class FocalCodec(nn.Module):
+    """FocalCodec speech codec; see the module docstring for the data flow.
+
+    Parameters
+    ----------
+    encoder_name, compressor_name, quantizer_name, decompressor_name, decoder_name
+        Registry names of the components (see :func:`focalcodec.config.registry`).
+    encoder_config, compressor_config, quantizer_config, decompressor_config, decoder_config
+        Keyword arguments of each component, as in the official ``config.json``.
+    """
+
+    def __init__(
+        self,
+        encoder_name: str = "WavLM",
+        encoder_config: dict | None = None,
+        compressor_name: str = "FocalEncoder",
+        compressor_config: dict | None = None,
+        quantizer_name: str = "BinarySphericalQuantizer",
+        quantizer_config: dict | None = None,
+        decompressor_name: str = "FocalDecoder",
+        decompressor_config: dict | None = None,
+        decoder_name: str = "WaveNeXt",
+        decoder_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        given = dict(locals())
+        config = normalize_config({k: given[k] for k in _config_keys()})
+        self._config = config
+        self.model_id: str | None = None
+        classes = registry()
+        for slot in SLOTS:
+            name, kwargs = config[f"{slot}_name"], config[f"{slot}_config"]
+            try:
+                module = classes[name](**kwargs)
+            except TypeError as exc:
+                raise ConfigError(f"{slot}_config for {name}: {exc}") from None
+            setattr(self, slot, module)
+
+    # -- identity and derived properties ---------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The 10-key ``config.json`` content this model was built from."""
+        return normalize_config(self._config)
+
+    def config_hash(self) -> str:
+        """Short digest of the architecture, used to tie compressed files to a model."""
+        return config_hash(self._config)
+
+    @property
+    def sample_rate_input(self) -> int:
+        return self.encoder.sample_rate
+
+    @property
+    def sample_rate_output(self) -> int:
+        ratio = self.decoder.upsample_factor / self.encoder.downsample_factor
+        return int(self.sample_rate_input * ratio)
+
+    @property
+    def sample_rate(self) -> int:
+        """The sample rate, when input and output rates agree."""
+        if self.sample_rate_input != self.sample_rate_output:
+            raise RuntimeError(
+                f"input ({self.sample_rate_input} Hz) and output "
+                f"({self.sample_rate_output} Hz) rates differ: use sample_rate_input or "
+                "sample_rate_output"
+            )
+        return self.sample_rate_input
+
+    @property
+    def causal(self) -> bool:
+        parts = (self.encoder, self.compressor, self.decompressor, self.decoder)
+        return all(getattr(m, "causal", False) for m in parts)
+
+    @property
+    def chunk_size(self) -> int:
+        """Samples per streaming step (1280 = 80 ms for the released models)."""
+        return self.encoder.chunk_size
+
+    @property
+    def latency(self) -> float | None:
+        """Algorithmic latency in ms for causal models, None otherwise."""
+        if not self.causal:
+            return None
+        return 1000.0 * self.chunk_size / self.sample_rate_input
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def bits_per_token(self) -> int:
+        return self.quantizer.dim
+
+    @property
+    def token_rate(self) -> float:
+        """Tokens per second."""
+        hop = self.encoder.downsample_factor * self.compressor.downsample_factor
+        return self.sample_rate_input / hop
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of the token stream."""
+        return self.token_rate * self.bits_per_token
+
+    @property
+    def codebook(self) -> Tensor:
+        """All codes, shape (codebook_size, bits_per_token)."""
+        return self.quantizer.codebook.clone()
+
+    def info(self) -> dict[str, Any]:
+        """Summary of the model, as in the original ``info()`` plus rate fields."""
+        return {
+            "model_id": self.model_id,
+            "version": __version__,
+            "sample_rate_input": self.sample_rate_input,
+            "sample_rate_output": self.sample_rate_output,
+            "causal": self.causal,
+            "chunk_size": self.chunk_size,
+            "latency": self.latency,
+            "token_rate": self.token_rate,
+            "codebook_size": self.codebook_size,
+            "bitrate": self.bitrate,
+            "num_total_params": sum(v.numel() for v in self.state_dict().values()),
+        }
+
+    # -- encoding ------------------------------------------------------------------------
+
+    def sig_to_feats(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
+        """Waveform (B, N) at ``sample_rate_input`` -> encoder features (B, F, D)."""
+        sig = self._check_sig(sig)
+        return self._per_item(self._feats, sig, length)
+
+    def sig_to_lats(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
+        """Waveform (B, N) -> unit-norm latents (B, L, C)."""
+        sig = self._check_sig(sig)
+        return self._per_item(lambda s: self.feats_to_lats(self._feats(s)), sig, length)
+
+    def sig_to_toks(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
+        """Waveform (B, N) -> int64 tokens (B, L)."""
+        return self.quantizer.lats_to_toks(self.sig_to_lats(sig, length))
+
+    def sig_to_codes(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
+        """Waveform (B, N) -> codes (B, L, C) with entries +-1/sqrt(C)."""
+        return self.lats_to_codes(self.sig_to_lats(sig, length))
+
+    def sig_to_qfeats(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
+        """Waveform (B, N) -> decompressed features (B, F', D)."""
+        sig = self._check_sig(sig)
+        return self._per_item(
+            lambda s: self.feats_to_qfeats(self._feats(s)), sig, length
+        )
+
+    def sig_to_sig(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
+        """Resynthesis: waveform (B, N) -> (B, int(N * sr_out / sr_in))."""
+        return self.forward(sig, length).sig
+
+    def forward(self, sig: Tensor, length: Tensor | None = None) -> CodecOutput:
+        """Encode and decode (B, N): tokens (B, L), codes (B, L, C), signal.
+
+        The signal is cut, or extended by repeating its last sample, to
+        ``int(N * sample_rate_output / sample_rate_input)`` samples.
+        """
+        sig = self._check_sig(sig)
+        return CodecOutput(*self._per_item(self._roundtrip, sig, length))
+
+    def feats_to_lats(self, feats: Tensor) -> Tensor:
+        """Features (B, F, D) -> unit-norm latents (B, L, C)."""
+        lats, _ = self.compressor(feats)
+        return F.normalize(lats, dim=-1)
+
+    def feats_to_toks(self, feats: Tensor) -> Tensor:
+        return self.quantizer.lats_to_toks(self.feats_to_lats(feats))
+
+    def feats_to_codes(self, feats: Tensor) -> Tensor:
+        return self.lats_to_codes(self.feats_to_lats(feats))
+
+    def feats_to_qfeats(self, feats: Tensor) -> Tensor:
+        return self.codes_to_qfeats(self.feats_to_codes(feats))
+
+    def lats_to_toks(self, lats: Tensor) -> Tensor:
+        return self.quantizer.lats_to_toks(lats)
+
+    def lats_to_codes(self, lats: Tensor) -> Tensor:
+        return self.quantizer.lats_to_codes(lats)
+
+    def lats_to_qfeats(self, lats: Tensor) -> Tensor:
+        return self.codes_to_qfeats(self.lats_to_codes(lats))
+
+    # -- decoding ------------------------------------------------------------------------
+
+    def toks_to_codes(self, toks: Tensor) -> Tensor:
+        """Tokens (B, L) -> codes (B, L, C)."""
+        return self.quantizer.toks_to_codes(self._check_toks(toks))
+
+    def codes_to_toks(self, codes: Tensor) -> Tensor:
+        """Codes (B, L, C) -> tokens (B, L)."""
+        return self.quantizer.codes_to_toks(codes)
+
+    def toks_to_qfeats(self, toks: Tensor, length: Tensor | None = None) -> Tensor:
+        return self.codes_to_qfeats(self.toks_to_codes(toks), length)
+
+    def codes_to_qfeats(self, codes: Tensor, length: Tensor | None = None) -> Tensor:
+        """Codes (B, L, C) -> decompressed features (B, L * up, D)."""
+        codes = self._check_codes(codes)
+        return self._per_item(lambda c: self.decompressor(c)[0], codes, length)
+
+    def toks_to_sig(
+        self,
+        toks: Tensor,
+        matching_set: Tensor | None = None,
+        topk: int = 4,
+        num_splits: int = 1,
+        output_length: int | None = None,
+        length: Tensor | None = None,
+    ) -> Tensor:
+        """Tokens (B, L) -> waveform at ``sample_rate_output``.
+
+        With a ``matching_set`` (M, D), each decoded frame is replaced by the mean of its
+        ``topk`` nearest neighbours in the set (kNN voice conversion).
+        """
+        codes = self.toks_to_codes(toks)
+        return self.codes_to_sig(
+            codes, matching_set, topk, num_splits, output_length, length
+        )
+
+    def codes_to_sig(
+        self,
+        codes: Tensor,
+        matching_set: Tensor | None = None,
+        topk: int = 4,
+        num_splits: int = 1,
+        output_length: int | None = None,
+        length: Tensor | None = None,
+    ) -> Tensor:
+        """Codes (B, L, C) -> waveform; see :meth:`toks_to_sig`."""
+        codes = self._check_codes(codes)
+
+        def decode(c: Tensor) -> Tensor:
+            qfeats, _ = self.decompressor(c)
+            return self.feats_to_sig(qfeats, matching_set, topk, num_splits)
+
+        return _fit_length(self._per_item(decode, codes, length), output_length)
+
+    def feats_to_sig(
+        self,
+        feats: Tensor,
+        matching_set: Tensor | None = None,
+        topk: int = 4,
+        num_splits: int = 1,
+        output_length: int | None = None,
+    ) -> Tensor:
+        """Features (B, F, D) -> waveform (B, F * hop), optionally kNN-matched."""
+        if matching_set is not None:
+            feats = self.knn(feats, matching_set, topk, num_splits).mean(dim=-2)
+        sig, _ = self.decoder(feats)
+        return _fit_length(sig, output_length)
+
+    def knn(
+        self, feats: Tensor, matching_set: Tensor, topk: int = 4, num_splits: int = 1
+    ) -> Tensor:
+        """Nearest ``topk`` rows of ``matching_set`` (M, D) per frame: (..., k, D)."""
+        if matching_set.dim() != 2 or matching_set.shape[-1] != feats.shape[-1]:
+            raise InputError(
+                f"matching_set must have shape (M, {feats.shape[-1]}), got "
+                f"{tuple(matching_set.shape)}"
+            )
+        if matching_set.shape[0] == 0:
+            raise InputError("matching_set is empty: give at least one reference frame")
+        return knn(feats, matching_set.to(feats), topk, num_splits)
+
+    # -- loading and saving (implemented in pretrained.py) ------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str | Path | dict,
+        pretrained: bool = False,
+        overrides: dict | None = None,
+        **hub_kwargs,
+    ) -> FocalCodec:
+        """Build a model from a config (name, path, Hub id or dict), optionally with weights."""
+        from .pretrained import build
+
+        return build(cls, config, pretrained, overrides, **hub_kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | Path, overrides: dict | None = None, **hub_kwargs
+    ) -> FocalCodec:
+        """Load config and weights from a local directory or JSON file, or a Hub repo id."""
+        from .pretrained import build
+
+        return build(cls, source, True, overrides, **hub_kwargs)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
+        from .pretrained import save
+
+        return save(self, directory)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _feats(self, sig: Tensor) -> Tensor:
+        feats, _ = self.encoder(sig, need_state=False)
+        return feats
+
+    def _roundtrip(self, sig: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        codes = self.feats_to_codes(self._feats(sig))
+        qfeats, _ = self.decompressor(codes)
+        rec, _ = self.decoder(qfeats)
+        ratio = self.sample_rate_output / self.sample_rate_input
+        return (
+            self.codes_to_toks(codes),
+            codes,
+            _fit_length(rec, int(sig.shape[1] * ratio)),
+        )
+
+    def _check_sig(self, sig: Tensor | np.ndarray) -> Tensor:
+        if isinstance(sig, np.ndarray):
+            sig = torch.from_numpy(sig)
+        if not torch.is_tensor(sig):
+            raise AudioError(f"audio must be a tensor or numpy array, got {type(sig)}")
+        if sig.dim() == 1:
+            sig = sig[None]
+        if sig.dim() != 2:
+            raise AudioError(
+                f"audio must have shape (samples,) or (batch, samples), got "
+                f"{tuple(sig.shape)}; downmix multichannel audio first"
+            )
+        if not sig.is_floating_point():
+            raise AudioError(
+                f"audio must be floating point in [-1, 1], got {sig.dtype}; for int16 "
+                "PCM divide by 32768"
+            )
+        minimum = self.encoder.downsample_factor
+        if sig.shape[0] == 0 or sig.shape[1] < minimum:
+            raise AudioError(
+                f"audio is too short: {sig.shape[1]} samples, need at least {minimum} "
+                f"({1000 * minimum / self.sample_rate_input:g} ms)"
+            )
+        if not torch.isfinite(sig).all():
+            raise AudioError("audio contains NaN or infinite samples")
+        weight = next(self.parameters())
+        return sig.to(device=weight.device, dtype=weight.dtype)
+
+    def _check_toks(self, toks: Tensor) -> Tensor:
+        if not torch.is_tensor(toks) or toks.is_floating_point() or toks.dim() < 1:
+            raise InputError("tokens must be an integer tensor of shape (B, L)")
+        if toks.numel() and (toks.min() < 0 or toks.max() >= self.codebook_size):
+            raise InputError(
+                f"tokens must lie in [0, {self.codebook_size}); got values from "
+                f"{int(toks.min())} to {int(toks.max())}"
+            )
+        return toks.to(self.quantizer.mask.device)
+
+    def _check_codes(self, codes: Tensor) -> Tensor:
+        if codes.dim() != 3 or codes.shape[-1] != self.bits_per_token:
+            raise InputError(
+                f"codes must have shape (B, L, {self.bits_per_token}), got "
+                f"{tuple(codes.shape)}"
+            )
+        return codes
+
+    def _per_item(self, fn: Callable, x: Tensor, length: Tensor | None) -> Any:
+        """Run ``fn`` so that each item only ever sees its own valid part of ``x``."""
+        counts = _valid_counts(length, x.shape[0], x.shape[1])
+        if counts is None:
+            return fn(x)
+        groups: dict[int, list[int]] = {}
+        for i, n in enumerate(counts):
+            groups.setdefault(n, []).append(i)
+        parts = [(idx, fn(x[idx, :n])) for n, idx in groups.items()]
+        single = torch.is_tensor(parts[0][1])
+        outs = [[p] if single else list(p) for _, p in parts]
+        merged = [
+            _scatter_padded([o[k] for o in outs], [idx for idx, _ in parts], x.shape[0])
+            for k in range(len(outs[0]))
+        ]
+        return merged[0] if single else tuple(merged)
+
+
+def _config_keys() -> list[str]:
+    return [f"{slot}_{part}" for slot in SLOTS for part in ("name", "config")]
+
+
+def _valid_counts(length: Tensor | None, batch: int, total: int) -> list[int] | None:
+    """Valid time steps per item, or None when every item is full length."""
+    if length is None:
+        return None
+    length = torch.as_tensor(length, dtype=torch.float32).detach().cpu().flatten()
+    if length.numel() != batch:
+        raise InputError(f"length must have {batch} entries, got {length.numel()}")
+    if not bool(((length > 0) & (length <= 1)).all()):
+        raise InputError("length values must be relative lengths in (0, 1]")
+    counts = [max(1, min(total, round(float(v) * total))) for v in length]
+    return None if all(n == total for n in counts) else counts
+
+
+def _scatter_padded(
+    pieces: list[Tensor], indices: list[list[int]], batch: int
+) -> Tensor:
+    steps = max(p.shape[1] for p in pieces)
+    out = pieces[0].new_zeros((batch, steps, *pieces[0].shape[2:]))
+    for piece, idx in zip(pieces, indices):
+        out[idx, : piece.shape[1]] = piece
+    return out
+
+
+def _fit_length(sig: Tensor, output_length: int | None) -> Tensor:
+    """Cut ``sig`` (B, T) to ``output_length`` or extend it by repeating the last sample."""
+    if output_length is None or sig.shape[-1] == output_length:
+        return sig
+    if sig.shape[-1] > output_length:
+        return sig[..., :output_length]
+    missing = output_length - sig.shape[-1]
+    return F.pad(sig[:, None], (0, missing), mode="replicate")[:, 0]

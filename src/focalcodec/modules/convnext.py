@@ -1,0 +1,80 @@
+"""ConvNeXt backbone shared by the Vocos and WaveNeXt decoders."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import conv_time, extend_left, same_pad
+
+__all__ = ["ConvNeXtBackbone"]
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv -> LN -> MLP (GELU) -> layer scale, residual; on (B, T, dim)."""
+
+    def __init__(
+        self, dim: int, ffn_dim: int, kernel_size: int, layerscale_init: float
+    ) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, ffn_dim)
+        self.pwconv2 = nn.Linear(ffn_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), float(layerscale_init)))
+
+    def forward(self, x: Tensor, padded: Tensor) -> Tensor:
+        """``padded`` is ``x`` with its time padding (same or causal) already added."""
+        h = self.norm(conv_time(self.dwconv, padded))
+        h = self.pwconv2(F.gelu(self.pwconv1(h)))
+        return x + self.gamma * h
+
+
+class ConvNeXtBackbone(nn.Module):
+    """Embedding conv + LN + ConvNeXt blocks + LN: (B, T, input_dim) -> (B, T, dim).
+
+    ``causal_pad`` says how the past is invented at the start of a causal stream:
+    "replicate" for Vocos, "zeros" for WaveNeXt (checkpoint behaviour, SPEC section 6).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        dim: int,
+        ffn_dim: int,
+        num_layers: int,
+        kernel_size: int,
+        layerscale_init: float | None,
+        causal: bool,
+        causal_pad: str,
+    ) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.causal = causal
+        self.causal_pad = causal_pad
+        self.embedding = nn.Conv1d(input_dim, dim, kernel_size)
+        self.input_norm = nn.LayerNorm(dim, eps=1e-6)
+        scale = 1.0 / num_layers if layerscale_init is None else layerscale_init
+        self.layers = nn.ModuleList(
+            ConvNeXtBlock(dim, ffn_dim, kernel_size, scale) for _ in range(num_layers)
+        )
+        self.output_norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def _pad(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        if self.causal:
+            return extend_left(x, context, self.kernel_size - 1, self.causal_pad)
+        return same_pad(x, self.kernel_size), None
+
+    def forward(
+        self, x: Tensor, state: list | None = None
+    ) -> tuple[Tensor, list | None]:
+        """(B, T, input_dim) -> (B, T, dim) and the left contexts (causal only)."""
+        padded, ctx = self._pad(x, state[0] if state else None)
+        contexts = [ctx]
+        x = self.input_norm(conv_time(self.embedding, padded))
+        for i, layer in enumerate(self.layers):
+            padded, ctx = self._pad(x, state[i + 1] if state else None)
+            contexts.append(ctx)
+            x = layer(x, padded)
+        return self.output_norm(x), contexts if self.causal else None

@@ -1,0 +1,295 @@
+"""WavLM encoder: convolutional front-end + transformer with gated relative position bias.
+
+The released codecs use the first six layers of WavLM-Large. The causal variant (for
+streaming) pads every convolution on the left only and restricts attention to chunks of
+``1 + lookahead_size`` frames within a sliding window (see ``attention.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .attention import GatedRelativeAttention, RelativePositionBias, chunk_window_mask
+from .layers import FeedForward, extend_left
+
+__all__ = ["WavLM", "WavLMState"]
+
+
+class WavLMState(NamedTuple):
+    """Streaming state of the encoder.
+
+    Attributes
+    ----------
+    position
+        int64 0-dim tensor: cache row where the next call's first frame goes.
+    contexts
+        Left contexts: one per CNN layer (B, kernel - 1, C_in), then the positional
+        conv's (B, conv_pos - 1, dim).
+    kv_caches
+        One key/value cache per transformer layer, (B, window_size, H, head_dim, 2).
+    """
+
+    position: Tensor
+    contexts: list[Tensor]
+    kv_caches: list[Tensor]
+
+
+class ConvBlock(nn.Module):
+    """Conv1d (no bias) -> LayerNorm over channels -> GELU, on channel-last input."""
+
+    def __init__(
+        self, in_dim: int, out_dim: int, kernel_size: int, stride: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel_size, stride, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(out_dim)
+
+    def forward(
+        self, x: Tensor, context: Tensor | None, causal: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """(B, T, C_in) -> (B, T', C_out) and the next left context."""
+        if causal:
+            x, context = extend_left(x, context, self.kernel_size - 1, "replicate")
+        elif x.shape[1] < self.kernel_size:
+            x = F.pad(x, (0, 0, 0, self.kernel_size - x.shape[1]))
+        y = self.dropout(self.conv(x.transpose(1, 2))).transpose(1, 2)
+        return F.gelu(self.norm(y)), context
+
+
+class FeatureExtractor(nn.Module):
+    """Stack of strided ConvBlocks: waveform (B, N, 1) -> frames (B, F, C)."""
+
+    def __init__(self, hidden_dims, kernel_sizes, strides, dropout: float) -> None:
+        super().__init__()
+        in_dims = [1, *hidden_dims[:-1]]
+        self.layers = nn.ModuleList(
+            ConvBlock(i, o, k, s, dropout)
+            for i, o, k, s in zip(in_dims, hidden_dims, kernel_sizes, strides)
+        )
+
+    def forward(
+        self, x: Tensor, contexts: list | None, causal: bool
+    ) -> tuple[Tensor, list]:
+        contexts = contexts or [None] * len(self.layers)
+        new_contexts = []
+        for layer, context in zip(self.layers, contexts):
+            x, context = layer(x, context, causal)
+            new_contexts.append(context)
+        return x, new_contexts
+
+
+class PositionalConv(nn.Module):
+    """Grouped convolution whose GELU output is added to the input as a position signal."""
+
+    def __init__(self, dim: int, kernel_size: int, groups: int) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv1d(dim, dim, kernel_size, groups=groups)
+
+    def forward(
+        self, x: Tensor, context: Tensor | None, causal: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """(B, T, dim) -> (B, T, dim) with the position signal added."""
+        if causal:
+            padded, context = extend_left(x, context, self.kernel_size - 1, "replicate")
+            h = self.conv(padded.transpose(1, 2))
+        else:
+            half = self.kernel_size // 2
+            h = self.conv(F.pad(x.transpose(1, 2), (half, half)))
+            # An even kernel with symmetric padding yields one frame too many.
+            h = h[..., : x.shape[1]]
+        return x + F.gelu(h).transpose(1, 2), context
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm transformer layer: gated relative attention, then a feed-forward block."""
+
+    def __init__(self, dim: int, ffn_dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(dim)
+        self.attention = GatedRelativeAttention(dim, num_heads, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.feed_forward_norm = nn.LayerNorm(dim)
+        self.feed_forward = FeedForward(dim, ffn_dim, dropout)
+
+    def forward(self, x, position_bias, mask=None, cache=None, cache_start=0):
+        h, cache = self.attention(
+            self.attention_norm(x), position_bias, mask, cache, cache_start
+        )
+        x = x + self.dropout(h)
+        return x + self.feed_forward(self.feed_forward_norm(x)), cache
+
+
+class TransformerEncoder(nn.Module):
+    """Positional conv + relative position bias + a stack of TransformerLayers."""
+
+    def __init__(
+        self,
+        num_layers: int,
+        dim: int,
+        ffn_dim: int,
+        num_heads: int,
+        num_buckets: int,
+        max_distance: int,
+        dropout: float,
+        conv_pos: int,
+        conv_pos_groups: int,
+    ) -> None:
+        super().__init__()
+        self.positional_embedding = PositionalConv(dim, conv_pos, conv_pos_groups)
+        self.relative_embedding = RelativePositionBias(
+            num_buckets, max_distance, num_heads
+        )
+        self.layers = nn.ModuleList(
+            TransformerLayer(dim, ffn_dim, num_heads, dropout)
+            for _ in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+
+class WavLM(nn.Module):
+    """WavLM encoder: waveform (B, N) at 16 kHz -> features (B, F, dim) at 50 Hz.
+
+    Parameters follow the official ``encoder_config``. ``max_cached_steps`` and
+    ``use_flex_attention`` are accepted for config compatibility; the position bias is
+    always computed exactly for the frames at hand, which gives the same numbers as the
+    original cache without its memory cost.
+    """
+
+    sample_rate = 16000
+
+    def __init__(
+        self,
+        hidden_dims=(512,) * 7,
+        kernel_sizes=(10, 3, 3, 3, 3, 2, 2),
+        strides=(5, 2, 2, 2, 2, 2, 2),
+        num_layers: int = 6,
+        dim: int = 1024,
+        ffn_dim: int = 4096,
+        num_heads: int = 16,
+        num_buckets: int = 320,
+        max_distance: int = 800,
+        max_cached_steps: int = 2048,
+        dropout: float = 0.0,
+        conv_pos: int = 128,
+        conv_pos_groups: int = 16,
+        causal: bool = False,
+        window_size: int = 512,
+        lookahead_size: int = 3,
+        use_flex_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        if 0 < max_cached_steps < window_size:
+            raise ConfigError(
+                f"encoder_config: max_cached_steps ({max_cached_steps}) must be 0 or at "
+                f"least window_size ({window_size})"
+            )
+        self.causal = causal
+        self.window_size = window_size
+        self.lookahead_size = lookahead_size
+        self.max_cached_steps = max_cached_steps
+        self.downsample_factor = math.prod(strides)
+        self.chunk_size = self.downsample_factor * (1 + lookahead_size)
+        self.feature_extractor = FeatureExtractor(
+            hidden_dims, kernel_sizes, strides, dropout
+        )
+        self.norm = nn.LayerNorm(hidden_dims[-1])
+        self.feature_proj = nn.Linear(hidden_dims[-1], dim)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = TransformerEncoder(
+            num_layers,
+            dim,
+            ffn_dim,
+            num_heads,
+            num_buckets,
+            max_distance,
+            dropout,
+            conv_pos,
+            conv_pos_groups,
+        )
+
+    def forward(
+        self, sig: Tensor, state: WavLMState | None = None, need_state: bool = True
+    ) -> tuple[Tensor, WavLMState | None]:
+        """Encode a waveform (B, N) into features (B, F, dim).
+
+        ``state`` continues a stream (causal models only). With ``need_state=False`` no
+        key/value caches are built, which saves memory for offline use. Non-causal models
+        return None as state.
+        """
+        contexts = state.contexts if state is not None else None
+        x, cnn_contexts = self.feature_extractor(
+            sig.unsqueeze(-1), contexts[:-1] if contexts else None, self.causal
+        )
+        x = self.dropout(self.feature_proj(self.norm(x)))
+        if not self.causal:
+            return self._full_attention(x), None
+        return self._chunked_attention(x, cnn_contexts, state, need_state)
+
+    def _full_attention(self, x: Tensor) -> Tensor:
+        enc = self.encoder
+        x, _ = enc.positional_embedding(x, None, causal=False)
+        x = enc.dropout(x)
+        frames = x.shape[1]
+        bias = enc.relative_embedding(0, frames, frames)
+        for layer in enc.layers:
+            x, _ = layer(x, bias)
+        return x
+
+    def _chunked_attention(
+        self,
+        x: Tensor,
+        cnn_contexts: list,
+        state: WavLMState | None,
+        need_state: bool,
+    ) -> tuple[Tensor, WavLMState | None]:
+        enc = self.encoder
+        chunk = 1 + self.lookahead_size
+        window = self.window_size
+        start = int(state.position) if state is not None else 0
+        frames = x.shape[1]
+        end = start + frames
+        bias = enc.relative_embedding(start, frames, end)
+        mask = None
+        if frames > chunk:
+            mask = chunk_window_mask(
+                start, frames, end, chunk, window, x.dtype, x.device
+            )
+        pos_context = state.contexts[-1] if state is not None else None
+        x, pos_context = enc.positional_embedding(x, pos_context, causal=True)
+        x = enc.dropout(x)
+        if not need_state and state is None:
+            for layer in enc.layers:
+                x, _ = layer(x, bias, mask)
+            return x, None
+        cache_start = min(start, window - chunk)
+        shift = max(end - window + chunk, 0)
+        caches = []
+        for i, layer in enumerate(enc.layers):
+            if state is not None:
+                cache = state.kv_caches[i]
+            else:
+                # The first cache is oversized (as in the original) and cut to the window
+                # right after this call, so later calls see the same layout.
+                heads = layer.attention
+                shape = (
+                    x.shape[0],
+                    max(512, frames),
+                    heads.num_heads,
+                    heads.head_dim,
+                    2,
+                )
+                cache = x.new_zeros(shape)
+            x, cache = layer(x, bias, mask, cache, cache_start)
+            cache = torch.cat([cache[:, shift:], cache[:, :shift]], dim=1)
+            caches.append(cache[:, :window])
+        position = torch.tensor(min(end, window - chunk), dtype=torch.long)
+        return x, WavLMState(position, [*cnn_contexts, pos_context], caches)

@@ -1,0 +1,220 @@
+"""Finding, loading and saving configs and weights.
+
+A source may be:
+
+* a packaged name (``focalcodec_50hz``) or its Hub id (``lucadellalib/focalcodec_50hz``);
+* a local directory holding ``config.json`` and ``model.safetensors`` (or ``model.pt``);
+* a local ``.json`` file, whose weights are the ``.safetensors``/``.pt`` of the same stem;
+* any Hub repo id ``user/repo`` or file path ``user/repo/sub/name.json``.
+
+Hub downloads go through ``huggingface_hub``, so they are cached and work offline
+(``HF_HUB_OFFLINE=1``) once cached. Weights in the v0.0.1 layout (separate q/k/v
+projections) are converted on load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import apply_overrides, load_config, packaged_config, packaged_names
+from .errors import CheckpointError, ConfigError
+
+__all__ = ["build", "convert_legacy_state_dict", "list_models", "load_weights", "save"]
+
+HUB_USER = "lucadellalib"
+_REPO_ID = re.compile(r"[\w\-]+/[\w\-.]+")
+
+
+def list_models() -> list[str]:
+    """Names of the official models (configs shipped with the package)."""
+    return packaged_names()
+
+
+def build(cls, source, pretrained: bool, overrides: dict | None, **hub_kwargs):
+    """Construct ``cls`` from ``source`` (see module docstring), with weights if asked."""
+    if isinstance(source, dict):
+        config, weights = source, None
+        if pretrained:
+            raise ConfigError("pretrained=True needs a path or repo id, not a dict")
+    else:
+        config, weights = _resolve(str(source), pretrained, hub_kwargs)
+    model = cls(**apply_overrides(config, overrides))
+    if weights is not None:
+        load_weights(model, weights)
+    if not isinstance(source, dict):
+        model.model_id = str(source)
+    return model
+
+
+def _resolve(source: str, pretrained: bool, hub_kwargs: dict) -> tuple[dict, Any]:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        config = load_config(path / "config.json")
+        return config, _local_weights(path / "config.json") if pretrained else None
+    if path.suffix == ".json" and path.exists():
+        return load_config(path), _local_weights(path) if pretrained else None
+    short = source.split("/")[-1]
+    if not pretrained and (
+        source in packaged_names() or source == f"{HUB_USER}/{short}"
+    ):
+        if short in packaged_names():
+            return packaged_config(short), None
+    if source in packaged_names():
+        source = f"{HUB_USER}/{source}"
+    if _REPO_ID.fullmatch(source) or source.count("/") >= 2:
+        return _from_hub(source, pretrained, hub_kwargs)
+    raise ConfigError(
+        f"{source!r} is neither a local directory, a .json file, a packaged model "
+        f"({', '.join(packaged_names())}) nor a Hugging Face repo id"
+    )
+
+
+def _local_weights(config_json: Path) -> Path:
+    stem = config_json.with_suffix("")
+    if config_json.name == "config.json":
+        stem = config_json.parent / "model"
+    for candidate in (stem.with_suffix(".safetensors"), stem.with_suffix(".pt")):
+        if candidate.exists():
+            return candidate
+    raise CheckpointError(
+        f"no weights next to {config_json}: expected {stem}.safetensors or {stem}.pt"
+    )
+
+
+def _from_hub(source: str, pretrained: bool, hub_kwargs: dict) -> tuple[dict, Any]:
+    from huggingface_hub import hf_hub_download
+
+    if _REPO_ID.fullmatch(source):
+        repo, config_name, stem = source, "config.json", "model"
+    else:
+        repo, config_name = source.rsplit("/", 1)
+        if not config_name.endswith(".json"):
+            config_name += ".json"
+        stem = config_name[:-5]
+    try:
+        config = load_config(hf_hub_download(repo, config_name, **hub_kwargs))
+        if not pretrained:
+            return config, None
+        try:
+            weights = hf_hub_download(repo, f"{stem}.safetensors", **hub_kwargs)
+        except Exception:
+            weights = hf_hub_download(repo, f"{stem}.pt", **hub_kwargs)
+    except Exception as exc:
+        raise CheckpointError(
+            f"could not get {source!r} from the Hugging Face Hub ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Official models: "
+            f"{', '.join(f'{HUB_USER}/{n}' for n in packaged_names())}. Offline, pass a "
+            "local directory with config.json and model.safetensors instead."
+        ) from None
+    return config, Path(weights)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read weights from safetensors, or from a ``.pt`` file without unpickling code."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read weights {path}: {exc}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a state dict")
+    return state
+
+
+def load_weights(model: torch.nn.Module, weights: Path | dict) -> None:
+    """Load weights into ``model`` with strict key and shape checking."""
+    state = read_state_dict(weights) if not isinstance(weights, dict) else weights
+    state = convert_legacy_state_dict(state, model.state_dict())
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong:
+        where = weights if not isinstance(weights, dict) else "state dict"
+        problems = []
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", wrong),
+        ):
+            if keys:
+                more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
+                problems.append(f"{label}: {', '.join(keys[:5])}{more}")
+        raise CheckpointError(
+            f"weights {where} do not fit the config: {'; '.join(problems)}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def convert_legacy_state_dict(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Convert a v0.0.1-layout checkpoint to the current key names.
+
+    v0.0.1 stored separate q/k/v projections, named the compressor and decompressor
+    sub-blocks by position (``layers.<i>.0`` / ``.1``), and kept an unused final encoder
+    LayerNorm and an int64 quantizer mask. Sub-block names sort identically in both
+    layouts, so those keys are paired by sorted order. Other dicts pass through.
+    """
+    if not any(p in k for k in state for p in (".q_proj.", ".k_proj.", ".v_proj.")):
+        return state
+    out: dict[str, torch.Tensor] = {}
+    for prefix in ("compressor.", "decompressor."):
+        new = sorted(k for k in target if k.startswith(prefix))
+        old = sorted(k for k in state if k.startswith(prefix))
+        if len(new) != len(old):
+            raise CheckpointError(
+                f"legacy checkpoint has {len(old)} {prefix}* tensors, the config "
+                f"expects {len(new)}"
+            )
+        out.update(zip(new, (state[k] for k in old)))
+    for key in target:
+        if key.startswith(("compressor.", "decompressor.")):
+            continue
+        if ".qkv_proj." in key:
+            parts = [key.replace(".qkv_proj.", f".{p}_proj.") for p in "qkv"]
+            if all(p in state for p in parts):
+                out[key] = torch.cat([state[p] for p in parts], dim=0)
+        elif key in state:
+            out[key] = state[key]
+    return out
+
+
+def save(model, directory: str | Path) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` into ``directory`` atomically."""
+    import json
+
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p)))
+    text = json.dumps(model.config, indent=2) + "\n"
+    _atomic_write(directory / "config.json", lambda p: Path(p).write_text(text))
+    return directory
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
