@@ -179,11 +179,15 @@ class FocalCodec(nn.Module):
 
     def sig_to_toks(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) -> int64 tokens (B, L)."""
-        return self.quantizer.lats_to_toks(self.sig_to_lats(sig, length))
+        sig = self._check_sig(sig)
+        return self._per_item(lambda s: self.feats_to_toks(self._feats(s)), sig, length)
 
     def sig_to_codes(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) -> codes (B, L, C) with entries +-1/sqrt(C)."""
-        return self.lats_to_codes(self.sig_to_lats(sig, length))
+        sig = self._check_sig(sig)
+        return self._per_item(
+            lambda s: self.feats_to_codes(self._feats(s)), sig, length
+        )
 
     def sig_to_qfeats(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) -> decompressed features (B, F', D)."""
