@@ -22,7 +22,13 @@ from typing import Any
 
 import torch
 
-from .config import apply_overrides, load_config, packaged_config, packaged_names
+from .config import (
+    apply_overrides,
+    load_config,
+    normalize_config,
+    packaged_config,
+    packaged_names,
+)
 from .errors import CheckpointError, ConfigError
 
 __all__ = ["build", "convert_legacy_state_dict", "list_models", "load_weights", "save"]
@@ -44,7 +50,7 @@ def build(cls, source, pretrained: bool, overrides: dict | None, **hub_kwargs):
             raise ConfigError("pretrained=True needs a path or repo id, not a dict")
     else:
         config, weights = _resolve(str(source), pretrained, hub_kwargs)
-    model = cls(**apply_overrides(config, overrides))
+    model = cls(**normalize_config(apply_overrides(config, overrides)))
     if weights is not None:
         load_weights(model, weights)
     if not isinstance(source, dict):
@@ -59,19 +65,19 @@ def _resolve(source: str, pretrained: bool, hub_kwargs: dict) -> tuple[dict, Any
         return config, _local_weights(path / "config.json") if pretrained else None
     if path.suffix == ".json" and path.exists():
         return load_config(path), _local_weights(path) if pretrained else None
+    names = packaged_names()
     short = source.split("/")[-1]
-    if not pretrained and (
-        source in packaged_names() or source == f"{HUB_USER}/{short}"
-    ):
-        if short in packaged_names():
-            return packaged_config(short), None
-    if source in packaged_names():
+    official = source in names or (source == f"{HUB_USER}/{short}" and short in names)
+    if official and not pretrained:
+        # The official architectures ship with the package: no download needed.
+        return packaged_config(short), None
+    if source in names:
         source = f"{HUB_USER}/{source}"
     if _REPO_ID.fullmatch(source) or source.count("/") >= 2:
         return _from_hub(source, pretrained, hub_kwargs)
     raise ConfigError(
         f"{source!r} is neither a local directory, a .json file, a packaged model "
-        f"({', '.join(packaged_names())}) nor a Hugging Face repo id"
+        f"({', '.join(names)}) nor a Hugging Face repo id"
     )
 
 
