@@ -14,14 +14,14 @@ projections) are converted on load.
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .config import (
     apply_overrides,
     load_config,
@@ -201,26 +201,13 @@ def convert_legacy_state_dict(
 
 
 def save(model, directory: str | Path) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` into ``directory`` atomically."""
-    import json
-
-    from safetensors.torch import save_file
+    """Write ``config.json`` + ``model.safetensors`` into ``directory``, each atomically."""
+    from safetensors.torch import save as to_bytes
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p)))
-    text = json.dumps(model.config, indent=2) + "\n"
-    _atomic_write(directory / "config.json", lambda p: Path(p).write_text(text))
+    with atomic_write(directory / "model.safetensors", force=True) as f:
+        f.write(to_bytes(state))
+    with atomic_write(directory / "config.json", force=True) as f:
+        f.write((json.dumps(model.config, indent=2) + "\n").encode())
     return directory
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
