@@ -1,0 +1,33 @@
+"""The README stays true: its commands are what CI runs, its model table is the configs."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from focalcodec import FocalCodec, list_models
+from support import REPO
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (REPO / "README.md").read_text().splitlines()
+    fence = readme.index("```bash")
+    install_and_run, test_command = readme[fence + 1], readme[fence + 2]
+    assert install_and_run.startswith("pip install") and "focalcodec" in install_and_run
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci
+
+
+def test_model_table_matches_packaged_configs() -> None:
+    text = (REPO / "README.md").read_text()
+    rows = re.findall(
+        r"^\| `(focalcodec_\w+)` \| ([\d.]+) \| (\d+) \| (\d+) \|", text, re.M
+    )
+    assert sorted(r[0] for r in rows) == list_models()
+    for name, rate, codebook, bits in rows:
+        with torch.device("meta"):
+            model = FocalCodec.from_config(name)
+        assert model.token_rate == float(rate)
+        assert model.codebook_size == int(codebook)
+        assert model.bits_per_token == int(bits)
