@@ -123,7 +123,7 @@ class FocalCodec(nn.Module):
         """Algorithmic latency in ms for causal models, None otherwise."""
         if not self.causal:
             return None
-        return 1000.0 * self.chunk_size / self.sample_rate_input
+        return self.chunk_size / self.sample_rate_input * 1e3
 
     @property
     def codebook_size(self) -> int:
@@ -151,19 +151,20 @@ class FocalCodec(nn.Module):
 
     def info(self) -> dict[str, Any]:
         """Summary of the model, as in the original ``info()`` plus rate fields."""
-        return {
-            "model_id": self.model_id,
-            "version": __version__,
-            "sample_rate_input": self.sample_rate_input,
-            "sample_rate_output": self.sample_rate_output,
-            "causal": self.causal,
-            "chunk_size": self.chunk_size,
-            "latency": self.latency,
-            "token_rate": self.token_rate,
-            "codebook_size": self.codebook_size,
-            "bitrate": self.bitrate,
-            "num_total_params": sum(v.numel() for v in self.state_dict().values()),
-        }
+        fields = (
+            "sample_rate_input",
+            "sample_rate_output",
+            "causal",
+            "chunk_size",
+            "latency",
+            "token_rate",
+            "codebook_size",
+            "bitrate",
+        )
+        summary = {"model_id": self.model_id, "version": __version__}
+        summary.update({name: getattr(self, name) for name in fields})
+        summary["num_total_params"] = sum(t.numel() for t in self.state_dict().values())
+        return summary
 
     # -- encoding ------------------------------------------------------------------------
 

@@ -89,13 +89,13 @@ class GatedRelativeAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.dropout = dropout
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        # Parameter order is the checkpoint's key order.
         self.qkv_proj = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
         self.gru_rel_pos_const = nn.Parameter(torch.ones(1, num_heads, 1, 1))
         self.gru_rel_pos_linear = nn.Linear(self.head_dim, 8)
+        self.dropout = dropout
 
     def gate(self, x: Tensor) -> Tensor:
         """Gate (B, H, T, 1) from the normalised layer input (B, T, dim)."""

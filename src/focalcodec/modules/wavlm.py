@@ -114,11 +114,15 @@ class TransformerLayer(nn.Module):
 
     def __init__(self, dim: int, ffn_dim: int, num_heads: int, dropout: float) -> None:
         super().__init__()
-        self.attention_norm = nn.LayerNorm(dim)
-        self.attention = GatedRelativeAttention(dim, num_heads, dropout)
         self.dropout = nn.Dropout(dropout)
-        self.feed_forward_norm = nn.LayerNorm(dim)
-        self.feed_forward = FeedForward(dim, ffn_dim, dropout)
+        # Registration order fixes the checkpoint key order: norm, attention, norm, FFN.
+        for name, module in (
+            ("attention_norm", nn.LayerNorm(dim)),
+            ("attention", GatedRelativeAttention(dim, num_heads, dropout)),
+            ("feed_forward_norm", nn.LayerNorm(dim)),
+            ("feed_forward", FeedForward(dim, ffn_dim, dropout)),
+        ):
+            self.add_module(name, module)
 
     def forward(self, x, position_bias, mask=None, cache=None, cache_start=0):
         h, cache = self.attention(
@@ -201,8 +205,9 @@ class WavLM(nn.Module):
         self.feature_extractor = FeatureExtractor(
             hidden_dims, kernel_sizes, strides, dropout
         )
-        self.norm = nn.LayerNorm(hidden_dims[-1])
-        self.feature_proj = nn.Linear(hidden_dims[-1], dim)
+        cnn_width = hidden_dims[-1]
+        self.norm = nn.LayerNorm(cnn_width)
+        self.feature_proj = nn.Linear(cnn_width, dim)
         self.dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(
             num_layers,
