@@ -15,14 +15,15 @@ from focalcodec import audio
 from focalcodec.atomic import OutputExistsError, atomic_write
 from focalcodec.errors import AudioError
 
-AUDIO = Path(__file__).resolve().parents[1] / ".." / "shared" / "audio"
+
+@pytest.fixture(scope="module")
+def audio_dir(shared_dir: Path) -> Path:
+    return shared_dir / "audio"
 
 
 @pytest.fixture(scope="module")
-def manifest() -> list[dict]:
-    if not (AUDIO / "manifest.jsonl").is_file():
-        pytest.fail(f"shared audio not found at {AUDIO} (expected ../shared/audio)")
-    lines = (AUDIO / "manifest.jsonl").read_text().splitlines()
+def manifest(audio_dir: Path) -> list[dict]:
+    lines = (audio_dir / "manifest.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -31,19 +32,19 @@ def sine(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def test_read_real_speech_matches_manifest(manifest):
+def test_read_real_speech_matches_manifest(manifest, audio_dir):
     item = next(m for m in manifest if m["source"] == "librispeech")
-    sig, rate = audio.read_audio(AUDIO / item["path"])
+    sig, rate = audio.read_audio(audio_dir / item["path"])
     assert rate == item["sample_rate"] == 16000
     assert sig.dtype == np.float32 and sig.ndim == 1
     assert len(sig) / rate == pytest.approx(item["duration"], abs=0.01)
     assert 0 < np.abs(sig).max() <= 1.0
 
 
-def test_48k_noisy_file_is_resampled(manifest):
+def test_48k_noisy_file_is_resampled(manifest, audio_dir):
     item = next(m for m in manifest if m["sample_rate"] == 48000)
-    raw, rate = audio.read_audio(AUDIO / item["path"])
-    sig, new_rate = audio.load_audio(AUDIO / item["path"], 16000)
+    raw, rate = audio.read_audio(audio_dir / item["path"])
+    sig, new_rate = audio.load_audio(audio_dir / item["path"], 16000)
     assert (rate, new_rate) == (48000, 16000)
     assert abs(len(sig) - len(raw) / 3) <= 1
 
@@ -141,7 +142,7 @@ def test_check_signal_accepts_batch_of_one():
     assert out.shape == (5,) and out.dtype == np.float32
 
 
-def test_clipping_warnings(tmp_path, manifest):
+def test_clipping_warnings(tmp_path, manifest, audio_dir):
     clipped = np.clip(sine(200, 16000, 0.5, amp=2.0), -1.0, 1.0)
     path = tmp_path / "clipped.wav"
     sf.write(path, clipped, 16000)
@@ -149,14 +150,14 @@ def test_clipping_warnings(tmp_path, manifest):
         audio.load_audio(path, 16000)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        audio.load_audio(AUDIO / manifest[0]["path"], 16000)
+        audio.load_audio(audio_dir / manifest[0]["path"], 16000)
     with pytest.warns(audio.ClippingWarning, match="above full scale"):
         audio.save_audio(tmp_path / "hot.wav", sine(200, 16000, 0.1, amp=1.5), 16000)
     assert np.abs(audio.read_audio(tmp_path / "hot.wav").sig).max() <= 1.0
 
 
-def test_read_from_file_object(manifest):
-    path = AUDIO / manifest[0]["path"]
+def test_read_from_file_object(manifest, audio_dir):
+    path = audio_dir / manifest[0]["path"]
     with open(path, "rb") as fileobj:
         sig, rate = audio.read_audio(fileobj)
     np.testing.assert_array_equal(sig, audio.read_audio(path).sig)

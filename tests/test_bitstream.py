@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from pathlib import Path
+import zlib
 
 import numpy as np
 import pytest
@@ -16,14 +16,6 @@ from focalcodec.errors import FormatError
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-GOLDEN = Path(__file__).resolve().parents[1] / ".." / "shared" / "golden"
-CASES = [
-    "noncausal_vocos_50hz",
-    "noncausal_vocos_12_5hz_legacy",
-    "causal_wavenext_50hz",
-    "causal_vocos_25hz_postnorm",
-]
 
 
 def make_header(bits: int = 13, name: str = "focalcodec_50hz") -> bs.Header:
@@ -84,15 +76,13 @@ def test_pack_empty_and_out_of_range():
         bs.unpack_tokens(bytes([0x00, 0x21]), 1, 11)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_golden_tokens_roundtrip(case):
+def test_golden_tokens_roundtrip(golden_case):
     """Real tokens from the reference implementation survive the container."""
-    safetensors_numpy = pytest.importorskip("safetensors.numpy")
-    if not GOLDEN.is_dir():
-        pytest.fail(f"shared golden data not found at {GOLDEN}")
-    config = json.loads((GOLDEN / case / "config.json").read_text())
+    from safetensors.numpy import load_file
+
+    config = json.loads((golden_case / "config.json").read_text())
     bits = int(math.log2(config["quantizer_config"]["codebook_size"]))
-    toks = safetensors_numpy.load_file(GOLDEN / case / "io.safetensors")["output.toks"]
+    toks = load_file(golden_case / "io.safetensors")["output.toks"]
     header = make_header(bits=bits)
     for row in toks:
         data = bs.dumps(header, row, num_samples=12345)
@@ -259,8 +249,6 @@ def test_clear_messages():
 
 
 def _with_crc(body: bytes, seed: int = 0) -> tuple[bytes, int]:
-    import zlib
-
     crc = zlib.crc32(body, seed)
     return body + crc.to_bytes(4, "big"), crc
 
@@ -278,7 +266,9 @@ def test_semantic_checks_behind_valid_checksums():
     with pytest.raises(FormatError, match="non-minimal"):
         bs.loads(_with_crc(base)[0])
     # A packet of an unknown kind, and one claiming too many tokens.
-    header, crc = _with_crc(bs.MAGIC + bytes([1, 13]) + bytes(8) + b"\x00" + b"\x01" * 4)
+    header, crc = _with_crc(
+        bs.MAGIC + bytes([1, 13]) + bytes(8) + b"\x00" + b"\x01" * 4
+    )
     with pytest.raises(FormatError, match="unknown packet kind"):
         bs.loads(header + _with_crc(b"\x07\x00", crc)[0])
     with pytest.raises(FormatError, match="exceed"):
@@ -330,7 +320,9 @@ def test_fuzz_mutated_container(draw):
     num_samples=st.integers(0, 2**62),
     payload=st.binary(max_size=80),
 )
-def test_fuzz_with_valid_checksums(bits, name, rates, kind, count, num_samples, payload):
+def test_fuzz_with_valid_checksums(
+    bits, name, rates, kind, count, num_samples, payload
+):
     """Random field values behind correct CRCs reach the semantic checks."""
     varint = bs._varint
     fields = bytes([bits]) + bytes(8) + bytes([len(name)]) + name

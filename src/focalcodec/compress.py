@@ -45,9 +45,11 @@ __all__ = [
     "decode_tokens",
     "decompress",
     "decompress_from_file",
+    "encode_batch",
     "encode_tokens",
     "header_for",
     "min_samples",
+    "prepare_signal",
     "resolve_codec",
 ]
 
@@ -84,7 +86,11 @@ def model_name(codec: FocalCodec) -> str:
     directory layout into every file.
     """
     name = getattr(codec, "model_id", None) or ""
-    if not name or os.path.exists(name) or not (_HUB_ID.fullmatch(name) or "/" not in name):
+    if (
+        not name
+        or os.path.exists(name)
+        or not (_HUB_ID.fullmatch(name) or "/" not in name)
+    ):
         return ""
     if name.startswith(_OFFICIAL_ORG):
         from .config import packaged_names
@@ -191,21 +197,12 @@ def resolve_codec(header: Header, codec: CodecSource = None) -> FocalCodec:
 
 
 def min_samples(codec: FocalCodec) -> int:
-    """Shortest input, in samples at the model rate, that yields at least one token.
+    """Shortest input, in samples at the model rate, that the codec accepts.
 
-    A non-causal WavLM front-end needs one full receptive field (400 samples, 25 ms, for
-    the released models); a causal one pads on the left and accepts any length.
+    One encoder frame (320 samples, 20 ms, for the released models): shorter inputs hold
+    no complete frame to tokenize.
     """
-    if codec.causal:
-        return 1
-    enc = codec.config.get("encoder_config") or {}
-    kernels = enc.get("kernel_sizes", [10, 3, 3, 3, 3, 2, 2])
-    strides = enc.get("strides", [5, 2, 2, 2, 2, 2, 2])
-    field, jump = 1, 1
-    for kernel, stride in zip(kernels, strides, strict=False):
-        field += (kernel - 1) * jump
-        jump *= stride
-    return field
+    return int(getattr(codec.encoder, "downsample_factor", 320))
 
 
 def _device(codec: FocalCodec) -> torch.device:
@@ -272,10 +269,39 @@ def encode_tokens(
         Token ids, shape (L,), int64, and the number of samples at the model rate.
     """
     sig = prepare_signal(sig, sample_rate, codec, name)
-    batch = torch.from_numpy(sig)[None].to(_device(codec))
-    with torch.inference_mode():
-        toks = codec.sig_to_toks(batch)
-    return toks[0].to("cpu", torch.int64).numpy(), len(sig)
+    return encode_batch([sig], codec)[0], len(sig)
+
+
+def encode_batch(sigs: list[np.ndarray], codec: FocalCodec) -> list[np.ndarray]:
+    """Tokenize several prepared waveforms, sharing forward passes where possible.
+
+    Signals of equal length are stacked into one batch; others run alone. The codec
+    gives every item what it gives on its own, so batching changes speed, not tokens.
+
+    Parameters
+    ----------
+    sigs
+        Waveforms, each of shape (N_i,), float32, at ``codec.sample_rate_input`` (see
+        :func:`prepare_signal`).
+    codec
+        The codec.
+
+    Returns
+    -------
+        Token ids per input, shape (L_i,), int64, in input order.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, sig in enumerate(sigs):
+        groups.setdefault(len(sig), []).append(i)
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(sigs)
+    device = _device(codec)
+    for idx in groups.values():
+        batch = torch.from_numpy(np.stack([sigs[i] for i in idx])).to(device)
+        with torch.inference_mode():
+            toks = codec.sig_to_toks(batch).to("cpu", torch.int64).numpy()
+        for row, i in zip(toks, idx, strict=True):
+            out[i] = row
+    return out
 
 
 def compress(

@@ -144,14 +144,18 @@ class FasterWhisperTranscriber:
             raise MetricUnavailable(
                 "needs faster-whisper: pip install 'focalcodec[eval-models]'"
             ) from exc
-        looks_local = (
-            os.path.sep in model or model.startswith(".") or os.path.isdir(model)
-        )
-        if looks_local and not os.path.isfile(os.path.join(model, "model.bin")):
-            raise MetricUnavailable(
-                f"ASR model {model!r} is not a CTranslate2 Whisper directory "
-                "(no model.bin); convert one with ct2-transformers-converter"
-            )
+        if os.path.isdir(model):
+            if not os.path.isfile(os.path.join(model, "model.bin")):
+                raise MetricUnavailable(
+                    f"ASR model {model!r} is not a CTranslate2 Whisper directory "
+                    "(no model.bin); convert one with ct2-transformers-converter"
+                )
+        elif os.path.exists(model):
+            raise MetricUnavailable(f"ASR model {model!r} is a file, not a directory")
+        elif model.startswith((os.sep, ".", "~")):
+            raise MetricUnavailable(f"ASR model directory {model!r} not found")
+        # Anything else is a Hub id ("Systran/faster-whisper-small") or a size name
+        # ("small"), which faster-whisper downloads; offline that fails below.
         try:
             self.model = WhisperModel(model, device=device, compute_type=compute_type)
         except Exception as exc:

@@ -214,10 +214,16 @@ def register_metric(
     return _add(factory) if factory is not None else _add
 
 
+# Built-in metrics in the order the tables show them: signal fidelity, then content,
+# speaker and perceived quality. Plugins follow in alphabetical order.
+_DISPLAY_ORDER = ("stoi", "pesq", "sisdr", "mel", "mrstft", "asr", "speaker", "dnsmos")
+
+
 def available_metrics() -> list[str]:
-    """Names of all registered metrics, built-in, entry-point and plugin ones."""
+    """Names of all registered metrics (built-in first, then plugins by name)."""
     _load_entry_points()
-    return sorted(_REGISTRY)
+    builtin = [name for name in _DISPLAY_ORDER if name in _REGISTRY]
+    return builtin + sorted(set(_REGISTRY) - set(builtin))
 
 
 def create_metric(name: str) -> Metric:

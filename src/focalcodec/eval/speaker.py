@@ -96,7 +96,9 @@ class SpeakerSimilarity(Metric):
 
     def _ref_embeddings(self, items: Sequence[EvalItem]) -> None:
         assert self.embedder is not None, "setup() was not called"
-        todo = [it for it in items if ("utt", it.key) not in self._refs]
+        todo = list(
+            {it.key: it for it in items if ("utt", it.key) not in self._refs}.values()
+        )
         if todo:
             embeds = self.embedder.embed([it.ref for it in todo])
             for item, emb in zip(todo, embeds, strict=True):
@@ -104,7 +106,9 @@ class SpeakerSimilarity(Metric):
         for item in items:
             if item.speaker_refs and ("set", item.speaker_key) not in self._refs:
                 if not item.speaker_key:
-                    raise ValueError(f"{item.key}: speaker_refs given without speaker_key")
+                    raise ValueError(
+                        f"{item.key}: speaker_refs given without speaker_key"
+                    )
                 mean = self.embedder.embed(list(item.speaker_refs)).mean(axis=0)
                 self._refs["set", item.speaker_key] = mean / np.linalg.norm(mean)
 

@@ -66,9 +66,117 @@ def same_pad(x: Tensor, kernel_size: int) -> Tensor:
     return F.pad(x, (0, 0, total // 2, total - total // 2))
 
 
-def conv_time(conv: nn.Conv1d, x: Tensor) -> Tensor:
-    """Apply a Conv1d to channel-last (B, T, C) input; returns (B, T', C')."""
+def conv_time(conv: nn.Module, x: Tensor) -> Tensor:
+    """Apply an unpadded Conv1d or ConvTranspose1d to channel-last input.
+
+    The result equals ``conv(x.transpose(1, 2)).transpose(1, 2)`` up to float rounding
+    (about 1e-7 relative), but the kernel is chosen for the shape at hand: PyTorch's
+    default path copies channel-last input to channel-first and back, and several of the
+    shapes used here fall on slow oneDNN or reference kernels (timings in
+    ``docs/performance.md``). A module that is not a convolution (a fast mode may swap
+    a kernel-1 convolution for a quantized linear layer) is applied to ``x`` directly.
+
+    Parameters
+    ----------
+    conv
+        The convolution (padding 0, dilation 1) or a channel-last replacement.
+    x
+        Input, shape (B, T, C_in).
+
+    Returns
+    -------
+    Output, shape (B, T', C_out).
+    """
+    if isinstance(conv, nn.ConvTranspose1d):
+        return _transposed_conv(conv, x)
+    if not isinstance(conv, nn.Conv1d):
+        return conv(x)
+    (k,), (stride,) = conv.kernel_size, conv.stride
+    if conv.padding != (0,) or conv.dilation != (1,) or x.shape[1] < k:
+        return conv(x.transpose(1, 2)).transpose(1, 2)
+    weight, groups = conv.weight, conv.groups
+    frames = (x.shape[1] - k) // stride + 1
+    if groups == 1 and k == stride and x.shape[1] % k == 0:
+        return _patch_linear(x, weight, conv.bias)
+    if groups == 1 and k > 1 and frames <= _FEW_FRAMES:
+        return _unfold_matmul(x, weight, conv.bias, stride, 1)
+    if groups == x.shape[2] == weight.shape[0]:
+        # Depthwise: oneDNN's channels-last kernel is several times faster, except for
+        # long kernels (the causal 512-tap global level) over many frames.
+        if k <= _LONG_KERNEL or frames <= _FEW_FRAMES:
+            return _channels_last_conv(conv, x)
+    elif groups > 1 and frames <= _FEW_FRAMES:
+        return _unfold_matmul(x, weight, conv.bias, stride, groups)
+    elif groups == 1 and stride > 1:
+        return _channels_last_conv(conv, x)
     return conv(x.transpose(1, 2)).transpose(1, 2)
+
+
+# Shape thresholds of conv_time, measured with torch 2.13 / oneDNN 3.12 on AVX2.
+_FEW_FRAMES = 64
+_LONG_KERNEL = 64
+
+
+def _channels_last_conv(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    # (B, T, C) seen as (B, C, 1, T) has NHWC strides, so oneDNN runs without reordering
+    # the input and writes an NHWC output that is (B, T', C_out) in memory.
+    y = F.conv2d(
+        x.transpose(1, 2).unsqueeze(2),
+        conv.weight.unsqueeze(2),
+        conv.bias,
+        stride=(1, conv.stride[0]),
+        groups=conv.groups,
+    )
+    return y.squeeze(2).transpose(1, 2)
+
+
+def _patch_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """Kernel = stride convolution as a matrix product over non-overlapping patches."""
+    batch, frames, channels = x.shape
+    out_dim, _, k = weight.shape
+    if k == 1:
+        return F.linear(x, weight[:, :, 0], bias)
+    patches = x.view(batch, frames // k, k, channels).transpose(2, 3)
+    return F.linear(
+        patches.reshape(batch, frames // k, channels * k),
+        weight.view(out_dim, -1),
+        bias,
+    )
+
+
+def _unfold_matmul(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int
+) -> Tensor:
+    """Convolution over few output frames as one (batched) matrix product."""
+    batch, _, channels = x.shape
+    out_dim, _, k = weight.shape
+    windows = x.unfold(1, k, stride)  # (B, T', C_in, k)
+    frames = windows.shape[1]
+    if groups == 1:
+        flat = windows.reshape(batch, frames, channels * k)
+        return F.linear(flat, weight.view(out_dim, -1), bias)
+    per_group = windows.reshape(batch * frames, groups, -1).transpose(0, 1)
+    kernels = weight.view(groups, out_dim // groups, -1).transpose(1, 2)
+    if bias is None:
+        y = torch.bmm(per_group, kernels)
+    else:
+        y = torch.baddbmm(bias.view(groups, 1, -1), per_group, kernels)
+    return y.transpose(0, 1).reshape(batch, frames, out_dim)
+
+
+def _transposed_conv(conv: nn.ConvTranspose1d, x: Tensor) -> Tensor:
+    (k,), (stride,) = conv.kernel_size, conv.stride
+    plain = conv.padding == (0,) and conv.output_padding == (0,) and conv.groups == 1
+    if not (plain and k == stride and conv.dilation == (1,)):
+        return conv(x.transpose(1, 2)).transpose(1, 2)
+    # Kernel = stride: every input frame writes its own k output frames, which is a
+    # matrix product; the weight (C_in, C_out, k) is read as (C_in, C_out * k).
+    batch, frames, _ = x.shape
+    out_dim = conv.weight.shape[1]
+    y = torch.matmul(x, conv.weight.view(conv.weight.shape[0], -1))
+    y = y.view(batch, frames, out_dim, k).transpose(2, 3)
+    y = y.reshape(batch, frames * k, out_dim)
+    return y if conv.bias is None else y + conv.bias
 
 
 class Snake1d(nn.Module):

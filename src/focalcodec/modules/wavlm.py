@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .attention import GatedRelativeAttention, RelativePositionBias, chunk_window_mask
-from .layers import FeedForward, extend_left
+from .layers import FeedForward, conv_time, extend_left
 
 __all__ = ["WavLM", "WavLMState"]
 
@@ -60,7 +60,7 @@ class ConvBlock(nn.Module):
             x, context = extend_left(x, context, self.kernel_size - 1, "replicate")
         elif x.shape[1] < self.kernel_size:
             x = F.pad(x, (0, 0, 0, self.kernel_size - x.shape[1]))
-        y = self.dropout(self.conv(x.transpose(1, 2))).transpose(1, 2)
+        y = self.dropout(conv_time(self.conv, x))
         return F.gelu(self.norm(y)), context
 
 
@@ -100,13 +100,13 @@ class PositionalConv(nn.Module):
         """(B, T, dim) -> (B, T, dim) with the position signal added."""
         if causal:
             padded, context = extend_left(x, context, self.kernel_size - 1, "replicate")
-            h = self.conv(padded.transpose(1, 2))
+            h = conv_time(self.conv, padded)
         else:
             half = self.kernel_size // 2
-            h = self.conv(F.pad(x.transpose(1, 2), (half, half)))
+            h = conv_time(self.conv, F.pad(x, (0, 0, half, half)))
             # An even kernel with symmetric padding yields one frame too many.
-            h = h[..., : x.shape[1]]
-        return x + F.gelu(h).transpose(1, 2), context
+            h = h[:, : x.shape[1]]
+        return x + F.gelu(h), context
 
 
 class TransformerLayer(nn.Module):

@@ -133,9 +133,12 @@ class DiscriminatorConfig:
 
 @dataclass
 class DistillConfig:
-    """Causal-encoder distillation: the non-causal teacher and the student's start."""
+    """Causal-encoder distillation: the non-causal teacher and the student's start.
 
-    teacher: str | None = None
+    ``teacher`` is a model block like ``model``; its encoder is the teacher.
+    """
+
+    teacher: ModelConfig = field(default_factory=ModelConfig)
     init_from_teacher: bool = True
 
 
@@ -164,6 +167,7 @@ class TrainerConfig:
     num_samples: int = 2
     export: bool = True
     deterministic: bool = False
+    threads: int | None = None
 
 
 @dataclass
@@ -365,7 +369,9 @@ def _deep_copy(data: Any) -> Any:
 
 
 def load_config(
-    path: str | Path | None, overrides: list[str] | None = None
+    path: str | Path | None,
+    overrides: list[str] | None = None,
+    stage: str | None = None,
 ) -> TrainConfig:
     """Read a YAML recipe, apply overrides and validate it.
 
@@ -375,6 +381,9 @@ def load_config(
         YAML file, or None to start from the defaults.
     overrides
         ``key.path=value`` strings applied after the file.
+    stage
+        The stage being run: fills in a missing ``stage`` key, and a recipe written
+        for another stage is refused (it is almost surely the wrong file).
 
     Returns
     -------
@@ -394,6 +403,12 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         data = loaded or {}
+    if stage is not None:
+        written = data.setdefault("stage", stage)
+        if written != stage:
+            raise ConfigError(
+                f"{path} is a '{written}' recipe; run 'focalcodec train {written}'"
+            )
     data = apply_overrides(data, list(overrides or []))
     try:
         cfg = config_from_dict(data)

@@ -147,7 +147,10 @@ def split_entries(
 
     train = pick(train_split)
     if not train:
-        raise ConfigError(f"data.train_split '{train_split}' selects no files")
+        hint = ""
+        if all(e.split is None for e in entries):
+            hint = " (the source has no splits: set data.train_split to null)"
+        raise ConfigError(f"data.train_split '{train_split}' selects no files{hint}")
     if valid_split is not None:
         valid = pick(valid_split)
         if not valid:
@@ -215,6 +218,9 @@ class AudioDataset(Dataset):
         With ``crop_samples`` None, cut files to at most this many input samples.
     cache
         Feature cache; when given, ``feats`` holds the matching frames.
+    load_sig
+        Decode the audio. May be False only with a cache: items then hold features
+        alone (the quantizer stage trains on nothing else).
     seed
         Seed of the crop positions.
     """
@@ -228,8 +234,11 @@ class AudioDataset(Dataset):
         crop_samples: int | None = None,
         max_samples: int | None = None,
         cache: FeatureCache | None = None,
+        load_sig: bool = True,
         seed: int = 0,
     ) -> None:
+        if not load_sig and cache is None:
+            raise ValueError("load_sig=False needs a feature cache")
         if crop_samples is not None and crop_samples % hop:
             raise ConfigError(
                 f"data.crop_samples={crop_samples} must be a multiple of the encoder "
@@ -247,6 +256,7 @@ class AudioDataset(Dataset):
         self.crop_samples = crop_samples
         self.max_samples = max_samples
         self.cache = cache
+        self.load_sig = load_sig
         self.seed = seed
         self.epoch = 0
 
@@ -259,15 +269,20 @@ class AudioDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         entry = self.entries[index]
+        feats = self.cache.load(entry.path) if self.cache is not None else None
+        item = {}
+        if not self.load_sig:
+            start, frames = self._choose_frames(None, feats, index)
+            item["feats"], item["feats_len"] = _cut(feats, start, frames)
+            return item
         rates = [self.input_rate]
         if self.target_rate is not None:
             rates.append(self.target_rate)
         waves = load_audio(entry.path, rates)
-        feats = self.cache.load(entry.path) if self.cache is not None else None
         start, frames = self._choose_frames(len(waves[0]), feats, index)
-        item = {}
-        sig = _cut(waves[0], start * self.hop, frames * self.hop)
-        item["sig"], item["sig_len"] = sig
+        item["sig"], item["sig_len"] = _cut(
+            waves[0], start * self.hop, frames * self.hop
+        )
         if self.target_rate is not None:
             per_hop = self.hop * self.target_rate // self.input_rate
             item["target"], item["target_len"] = _cut(
@@ -278,10 +293,10 @@ class AudioDataset(Dataset):
         return item
 
     def _choose_frames(
-        self, num_samples: int, feats: torch.Tensor | None, index: int
+        self, num_samples: int | None, feats: torch.Tensor | None, index: int
     ) -> tuple[int, int]:
         """First frame and number of frames of this item's crop."""
-        avail = num_samples // self.hop
+        avail = num_samples // self.hop if num_samples is not None else feats.shape[0]
         if feats is not None:
             avail = min(avail, feats.shape[0])
         avail = max(avail, 1)
@@ -309,8 +324,9 @@ def _cut(x: torch.Tensor, start: int, size: int) -> tuple[torch.Tensor, torch.Te
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Stack items, right-padding with zeros to the longest one.
 
-    Adds ``length`` (B,) float32, the relative valid length of ``sig`` in the
-    ``FocalCodec`` convention (valid samples / padded length).
+    Adds ``length`` (B,) float32, the relative valid length of ``sig`` (or of
+    ``feats`` when there is no audio) in the ``FocalCodec`` convention: valid steps
+    divided by the padded length.
     """
     batch: dict[str, torch.Tensor] = {}
     for key in items[0]:
@@ -324,7 +340,8 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
             for v in values
         ]
         batch[key] = torch.stack(padded)
-    batch["length"] = batch["sig_len"].float() / batch["sig"].shape[1]
+    key = "sig" if "sig" in batch else "feats"
+    batch["length"] = batch[f"{key}_len"].float() / batch[key].shape[1]
     return batch
 
 

@@ -36,7 +36,10 @@ class MetricLogger:
     """
 
     def __init__(
-        self, run_dir: str | Path, tensorboard: bool = False, resume_step: int | None = None
+        self,
+        run_dir: str | Path,
+        tensorboard: bool = False,
+        resume_step: int | None = None,
     ) -> None:
         self.path = Path(run_dir) / "metrics.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +72,9 @@ class MetricLogger:
             text += [",".join(str(r[k]) for k in _HEADER) for r in rows]
             fileobj.write(("\n".join(text) + "\n").encode())
 
-    def log(self, step: int, epoch: int, split: str, metrics: Mapping[str, float]) -> None:
+    def log(
+        self, step: int, epoch: int, split: str, metrics: Mapping[str, float]
+    ) -> None:
         """Record scalar metrics of one step."""
         now = round(time.time() - self._start, 3)
         for name, value in metrics.items():

@@ -1,0 +1,8 @@
+"""``python -m focalcodec``: the same command line as the ``focalcodec`` script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
