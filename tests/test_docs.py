@@ -31,3 +31,18 @@ def test_model_table_matches_packaged_configs() -> None:
         assert model.token_rate == float(rate)
         assert model.codebook_size == int(codebook)
         assert model.bits_per_token == int(bits)
+
+
+def test_readme_quick_start_runs(golden_dir, monkeypatch) -> None:
+    """The Python quick start, with a tiny golden model in place of the Hub download."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("```python\nimport torch")
+    code = text[start + len("```python\n") : text.index("```", start + 10)]
+    local = str(golden_dir / "noncausal_vocos_50hz")
+    code = code.replace('"lucadellalib/focalcodec_50hz"', repr(local))
+    monkeypatch.chdir(REPO)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    toks, rec = namespace["toks"], namespace["rec"]
+    assert toks.dim() == 2 and rec.shape[1] == toks.shape[1] * 320
+    assert namespace["converted"].shape == rec.shape

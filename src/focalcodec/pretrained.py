@@ -113,10 +113,10 @@ def _from_hub(source: str, pretrained: bool, hub_kwargs: dict) -> tuple[dict, An
             weights = hf_hub_download(repo, f"{stem}.pt", **hub_kwargs)
     except Exception as exc:
         raise CheckpointError(
-            f"could not get {source!r} from the Hugging Face Hub ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). Official models: "
-            f"{', '.join(f'{HUB_USER}/{n}' for n in packaged_names())}. Offline, pass a "
-            "local directory with config.json and model.safetensors instead."
+            f"could not get {source!r} from the Hugging Face Hub "
+            f"({type(exc).__name__}); official models are {HUB_USER}/"
+            f"{{{','.join(packaged_names())}}}. Offline, pass a local directory "
+            "holding config.json and model.safetensors"
         ) from None
     return config, Path(weights)
 
