@@ -102,13 +102,18 @@ def run_latency(args: argparse.Namespace) -> dict:
     block = codec.chunk_size
     budget = 1000 * block / codec.sample_rate_input
     # Fill the encoder's attention window first: per-block cost grows until it is full.
-    warm = codec.encoder.window_size // (codec.chunk_size // 320) + 1
+    frames_per_block = codec.chunk_size // codec.encoder.downsample_factor
+    warm = codec.encoder.window_size // frames_per_block + 1
+    if args.warmup is not None:
+        warm = args.warmup
     sig = torch.from_numpy(speech((warm + args.rounds * args.blocks) * budget / 1000))
     rounds = []
     with StreamingSession(codec) as stream:
         pieces = iter(sig.split(block))
+        t0 = time.perf_counter()
         for _ in range(warm):
             stream.process(next(pieces))
+        print(f"warm-up: {warm} blocks in {time.perf_counter() - t0:.0f} s", flush=True)
         for r in range(args.rounds):
             enc, dec = [], []
             for _ in range(args.blocks):
@@ -419,6 +424,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     lat.add_argument("--config", default="focalcodec_50hz_4k_causal")
     lat.add_argument("--rounds", type=int, default=3)
     lat.add_argument("--blocks", type=int, default=125, help="blocks per round")
+    lat.add_argument(
+        "--warmup", type=int, help="blocks before timing (default: fill the window)"
+    )
     mem = sub.add_parser("memory", help="peak RSS of long inputs, non-causal model")
     mem.add_argument("--config", default="focalcodec_50hz")
     mem.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])

@@ -76,7 +76,9 @@ def evaluate(models: dict[str, FocalCodec], files: list[Path], max_seconds: floa
         sig = sig[: int(max_seconds * rate)][None]
         feats = models["quantizer_before"].sig_to_feats(sig)
         for tag in ("before", "after"):
-            qfeats = models[f"quantizer_{tag}"].feats_to_qfeats(feats)[:, : feats.shape[1]]
+            qfeats = models[f"quantizer_{tag}"].feats_to_qfeats(feats)[
+                :, : feats.shape[1]
+            ]
             add(f"quantizer_{tag}/feature_mse", float((qfeats - feats).pow(2).mean()))
             cos = torch.nn.functional.cosine_similarity(qfeats, feats, dim=-1).mean()
             add(f"quantizer_{tag}/feature_cosine", float(cos))
@@ -95,7 +97,10 @@ def curves(runs: Path, out: Path) -> None:
     panels = {}
     for stage, names in (
         ("quantizer", [("train", "feature_loss"), ("valid", "feature_mse")]),
-        ("decoder", [("train", "mel_loss"), ("valid", "mel_loss"), ("train", "disc_loss")]),
+        (
+            "decoder",
+            [("train", "mel_loss"), ("valid", "mel_loss"), ("train", "disc_loss")],
+        ),
     ):
         rows = read_metrics(runs / stage / "metrics.csv")
         for split, name in names:
@@ -132,7 +137,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/demo"))
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/train_demo.json"))
+    parser.add_argument(
+        "--json", type=Path, default=Path("benchmarks/results/train_demo.json")
+    )
     parser.add_argument("--max-seconds", type=float, default=6.0)
     parser.add_argument("--every", type=int, default=4, help="use every k-th test file")
     args = parser.parse_args()
@@ -142,7 +149,9 @@ def main() -> None:
     d_before = initial_codec(args.runs / "decoder").eval()
     q_after = FocalCodec.from_pretrained(args.runs / "quantizer" / "export").eval()
     d_after = FocalCodec.from_pretrained(args.runs / "decoder" / "export").eval()
-    keys = {module_fingerprint(m.encoder) for m in (q_before, d_before, q_after, d_after)}
+    keys = {
+        module_fingerprint(m.encoder) for m in (q_before, d_before, q_after, d_after)
+    }
     if len(keys) != 1:
         raise SystemExit("the two runs do not share one frozen encoder")
     models = {
@@ -154,13 +163,17 @@ def main() -> None:
         "codec_after": combine(q_after, d_after),
     }
     entries = [
-        e for e in read_manifest(args.shared / "audio" / "manifest.jsonl") if e.split == "test"
+        e
+        for e in read_manifest(args.shared / "audio" / "manifest.jsonl")
+        if e.split == "test"
     ]
     files = [e.path for e in entries][:: args.every]
     results = evaluate(models, files, args.max_seconds)
     steps = {
         stage: json.loads(
-            max((args.runs / stage / "checkpoints").glob("step_*/meta.json")).read_text()
+            max(
+                (args.runs / stage / "checkpoints").glob("step_*/meta.json")
+            ).read_text()
         )["step"]
         for stage in ("quantizer", "decoder")
     }

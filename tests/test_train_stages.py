@@ -17,6 +17,7 @@ from focalcodec.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
+from focalcodec.train.logger import read_metrics
 from focalcodec.train.runner import build_stage, run
 from train_helpers import FAST, REPO, assert_same_state, speech_clips, tiny_config
 
@@ -73,7 +74,12 @@ def test_quantizer_stage(shared_dir, clips, tmp_path):
 @pytest.mark.parametrize("case", ["noncausal_vocos_50hz", "causal_wavenext_50hz"])
 def test_decoder_stage(shared_dir, clips, tmp_path, case):
     model = golden(shared_dir, case)
-    check_resume("decoder", tmp_path, clips, model, "trainer.valid_every=4")
+    # The resume point (step 2) is also where the mel-only warm-up ends.
+    extra = ["trainer.valid_every=4", "discriminator.warmup_steps=2"]
+    check_resume("decoder", tmp_path, clips, model, *extra)
+    rows = read_metrics(tmp_path / "whole" / "metrics.csv")
+    disc_steps = [int(r["step"]) for r in rows if r["name"] == "disc_loss"]
+    assert disc_steps == [3, 4]
     trained = FocalCodec.from_pretrained(tmp_path / "whole" / "export")
     init = FocalCodec.from_config(model)
     assert trained.sample_rate_output == init.sample_rate_output

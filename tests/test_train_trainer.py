@@ -151,3 +151,22 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path):
     for key, value in stage.nets["net"].state_dict().items():
         assert torch.allclose(value, rank0[key], atol=1e-6), key
     assert (tmp_path / "ddp" / "metrics.csv").is_file()
+
+
+def test_epoch_budget_and_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    cfg = toy_config(
+        tmp_path,
+        "trainer.max_steps=null",
+        "trainer.max_epochs=2",
+        "log.tensorboard=true",
+    )
+    _, trainer = make(cfg)
+    trainer.fit()
+    # 24 items in batches of 4: 6 steps per epoch.
+    assert (trainer.step, trainer.epoch, trainer.batch_in_epoch) == (12, 2, 0)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    # The epoch-wise decay ran twice.
+    assert trainer.optimizers["net"].param_groups[0]["lr"] == pytest.approx(
+        0.01 * 0.9**2
+    )

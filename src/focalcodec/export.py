@@ -15,16 +15,15 @@ layout, so a stream can move between PyTorch and ONNX Runtime at any chunk.
 Start of a stream. PyTorch invents the missing past (edge replication or zeros) when the
 state is None, but a graph has no None inputs. The step graphs therefore take a boolean
 ``first``: pass zero-filled state tensors and ``first=True`` for the first chunk, then
-the returned state with ``first=False``. While tracing, the padding helper of the core
-(:func:`focalcodec.modules.layers.extend_left`) is swapped for one that selects between
-the invented past and the given context with ``first``.
+the returned state with ``first=False`` (see :func:`_traceable_core`).
 
 Exporter. These graphs are traced with the TorchScript-based ``torch.onnx.export``
 (``dynamo=False``). With torch 2.13 the torch.export-based exporter took 30-70 s per
 graph for the 2-layer test models, failed in its type-promotion pass on the attention
 reshape unless SDPA was forced to the math kernel, and refused dynamic lengths that
 could be 1 frame. Tracing takes about a second and keeps shape arithmetic dynamic; the
-two Python branches it freezes are handled here (see :func:`_dummy_length`).
+Python branches it would freeze are avoided (:func:`_traceable_core`) or steered
+(:func:`_dummy_length`, :func:`min_samples`).
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .atomic import atomic_write, check_output
+from .config import SLOTS
 from .errors import InputError
 from .modules import layers as _layers
 from .modules.wavlm import WavLMState
@@ -162,8 +162,12 @@ class OfflineEncoder(nn.Module):
         self.codec = codec
 
     def forward(self, sig: Tensor) -> Tensor:
-        feats, _ = self.codec.encoder(sig, need_state=False)
-        return self.codec.feats_to_toks(feats)
+        wavlm = self.codec.encoder
+        with _traceable_core():
+            x, _ = wavlm.feature_extractor(sig.unsqueeze(-1), None, wavlm.causal)
+            x = wavlm.dropout(wavlm.feature_proj(wavlm.norm(x)))
+            feats = _offline_transformer(wavlm, x)
+            return self.codec.feats_to_toks(feats)
 
 
 class OfflineDecoder(nn.Module):
@@ -178,8 +182,9 @@ class OfflineDecoder(nn.Module):
         # quantizer.toks_to_codes, not codec.toks_to_codes: its range check would be
         # traced as a constant; the runtime checks the range instead.
         codes = self.codec.quantizer.toks_to_codes(toks)
-        qfeats, _ = self.codec.decompressor(codes)
-        x, _ = self.codec.decoder.backbone(qfeats)
+        with _traceable_core():
+            qfeats, _ = self.codec.decompressor(codes)
+            x, _ = self.codec.decoder.backbone(qfeats)
         return self.head(x)
 
 
@@ -189,14 +194,42 @@ class OfflineDecoder(nn.Module):
 
 
 @contextlib.contextmanager
-def _start_flag(first: Tensor) -> Iterator[None]:
-    """Make every causal pad of the core pick the start-of-stream past when ``first``.
+def _traceable_core(first: Tensor | None = None) -> Iterator[None]:
+    """Swap two helpers of ``focalcodec.modules.layers`` for the duration of a trace.
 
-    Patches ``extend_left`` in each ``focalcodec.modules`` module that imported it, for
-    the duration of one traced call.
+    * ``conv_time`` picks a kernel from the input shape with Python branches, which a
+      trace would freeze at the dummy shape: use the plain convolution it stands for.
+    * ``extend_left`` (streaming only) invents the start-of-stream past when given None;
+      a graph has no None, so select between that past and the given context with the
+      boolean tensor ``first``.
+
+    Each module under ``focalcodec.modules`` that imported a helper gets the swap.
     """
-    original = _layers.extend_left
+    swaps = {"conv_time": _plain_conv_time}
+    if first is not None:
+        swaps["extend_left"] = _flagged_extend_left(first, _layers.extend_left)
+    patched = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("focalcodec.modules.") and module is not None:
+            for attr in swaps:
+                if getattr(module, attr, None) is getattr(_layers, attr):
+                    patched.append((module, attr, getattr(module, attr)))
+    try:
+        for module, attr, _ in patched:
+            setattr(module, attr, swaps[attr])
+        yield
+    finally:
+        for module, attr, original in patched:
+            setattr(module, attr, original)
 
+
+def _plain_conv_time(conv: nn.Module, x: Tensor) -> Tensor:
+    if isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d)):
+        return conv(x.transpose(1, 2)).transpose(1, 2)
+    return conv(x)
+
+
+def _flagged_extend_left(first: Tensor, original):
     def extend_left(x, context, size, mode="replicate"):
         if size > 0 and context is not None:
             if mode == "replicate":
@@ -206,57 +239,93 @@ def _start_flag(first: Tensor) -> Iterator[None]:
             context = torch.where(first, start, context)
         return original(x, context, size, mode)
 
-    patched = [
-        module
-        for name, module in list(sys.modules.items())
-        if name.startswith("focalcodec.modules.")
-        and getattr(module, "extend_left", None) is original
-    ]
-    for module in patched:
-        module.extend_left = extend_left
-    try:
-        yield
-    finally:
-        for module in patched:
-            module.extend_left = original
+    return extend_left
+
+
+# ---------------------------------------------------------------------------------------
+# WavLM transformer in traceable form
+# ---------------------------------------------------------------------------------------
+# The core's attention picks query blocks and cache slices with Python integers derived
+# from shapes and from the stream position, which a trace would freeze. These functions
+# compute the same layers (pre-norm, gated relative position bias, feed-forward) from
+# the core's parameters with tensor arithmetic only.
+
+
+def _project(attn: nn.Module, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Queries, keys and values (B, T, H, d) of the normalised input h (B, T, dim)."""
+    qkv = attn.qkv_proj(h).view(h.shape[0], h.shape[1], -1, attn.head_dim)
+    return qkv.split(attn.num_heads, dim=2)
+
+
+def _bias(relative: nn.Module, queries: Tensor, keys: Tensor) -> Tensor:
+    """Ungated bias (H, T, K) for query and key positions (int64 vectors)."""
+    buckets = relative.buckets(keys[None, :] - queries[:, None])
+    return F.embedding(buckets, relative.weight).permute(2, 0, 1)
+
+
+def _attend(layer: nn.Module, x: Tensor, h: Tensor, q, k, v, bias: Tensor) -> Tensor:
+    """The rest of a transformer layer once q, k, v and the additive bias are known.
+
+    Shapes: x, h (B, T, dim); q (B, T, H, d); k, v (B, K, H, d); bias (H, T, K) with
+    masked keys at -inf. Returns the layer output (B, T, dim).
+    """
+    attn = layer.attention
+    y = F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        attn_mask=attn.gate(h) * bias,
+    )
+    y = attn.out_proj(y.transpose(1, 2).reshape(x.shape))
+    x = x + layer.dropout(y)
+    return x + layer.feed_forward(layer.feed_forward_norm(x))
+
+
+def _offline_transformer(wavlm: nn.Module, x: Tensor) -> Tensor:
+    """Positional conv and transformer layers over a whole input (B, F, dim)."""
+    enc = wavlm.encoder
+    x, _ = enc.positional_embedding(x, None, causal=wavlm.causal)
+    x = enc.dropout(x)
+    positions = torch.arange(x.shape[1])
+    bias = _bias(enc.relative_embedding, positions, positions)
+    if wavlm.causal:
+        # Keys visible to frame t: the window ending with t's chunk of c frames.
+        chunk = 1 + wavlm.lookahead_size
+        end = torch.div(positions + chunk, chunk, rounding_mode="floor") * chunk
+        # Clip to the last frame with a tensor: a Python int would be traced as constant.
+        end = torch.minimum(end, positions[-1:] + 1)
+        visible = (positions[None, :] < end[:, None]) & (
+            positions[None, :] >= end[:, None] - wavlm.window_size
+        )
+        bias = bias.masked_fill(~visible, float("-inf"))
+    for layer in enc.layers:
+        h = layer.attention_norm(x)
+        x = _attend(layer, x, h, *_project(layer.attention, h), bias)
+    return x
 
 
 def _attention_step(
     layer: nn.Module, relative: nn.Module, x: Tensor, cache: Tensor, position: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """One transformer layer on one chunk, with the cache row as a tensor, not an int.
+    """One transformer layer on one chunk, with the cache row as a tensor.
 
-    The eager code slices the cache at ``int(position)``; a traced graph would freeze
-    that number. Here the chunk's keys/values are scattered with a row mask, attention
-    runs over all ``W`` rows with the unwritten ones masked out, and the cache is rolled
-    by a gather, which gives the same cache layout as the eager step.
+    The chunk's keys/values are scattered into the cache with a row mask, attention runs
+    over all ``W`` rows with the unwritten ones masked out, which gives the cache layout
+    of the eager step (see ``modules/attention.py``).
 
     Shapes: x (B, c, dim), cache (B, W, H, d, 2), position int64 0-dim (0 <= p <= W - c).
     """
-    attn = layer.attention
     h = layer.attention_norm(x)
-    batch, frames, dim = h.shape
-    window = cache.shape[1]
-    qkv = attn.qkv_proj(h).view(batch, frames, 3 * attn.num_heads, attn.head_dim)
-    q, k, v = qkv.split(attn.num_heads, dim=2)
+    frames, window = x.shape[1], cache.shape[1]
+    q, k, v = _project(layer.attention, h)
     rows = torch.arange(window)
     offset = rows - position
     written = ((offset >= 0) & (offset < frames))[None, :, None, None, None]
     fresh = torch.stack([k, v], dim=-1).index_select(1, offset.clamp(0, frames - 1))
     cache = torch.where(written, fresh, cache)
-    keys, values = cache.unbind(-1)
-    queries = position + torch.arange(frames)
-    buckets = relative.buckets(rows[None, :] - queries[:, None])
-    bias = F.embedding(buckets, relative.weight).permute(2, 0, 1)
-    bias = attn.gate(h) * bias
+    bias = _bias(relative, position + torch.arange(frames), rows)
     bias = bias.masked_fill(rows >= position + frames, float("-inf"))
-    y = F.scaled_dot_product_attention(
-        q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), attn_mask=bias
-    )
-    y = attn.out_proj(y.transpose(1, 2).reshape(batch, frames, dim))
-    x = x + layer.dropout(y)
-    x = x + layer.feed_forward(layer.feed_forward_norm(x))
-    return x, cache
+    return _attend(layer, x, h, q, *cache.unbind(-1), bias), cache
 
 
 def _encoder_step(wavlm: nn.Module, sig: Tensor, state: WavLMState, first: Tensor):
@@ -327,7 +396,7 @@ class StreamEncoderStep(_StepBase):
 
     def forward(self, sig: Tensor, first: Tensor, *tensors: Tensor) -> tuple:
         state = self.unpack(tensors)
-        with _start_flag(first):
+        with _traceable_core(first):
             feats, enc = _encoder_step(self.codec.encoder, sig, state["encoder"], first)
             lats, comp = self.codec.compressor(feats, state["compressor"])
         toks = self.codec.quantizer.lats_to_toks(F.normalize(lats, dim=-1))
@@ -346,7 +415,7 @@ class StreamDecoderStep(_StepBase):
     def forward(self, toks: Tensor, first: Tensor, *tensors: Tensor) -> tuple:
         state = self.unpack(tensors)
         codes = self.codec.quantizer.toks_to_codes(toks)
-        with _start_flag(first):
+        with _traceable_core(first):
             qfeats, dec = self.codec.decompressor(codes, state["decompressor"])
             x, voc = self.codec.decoder.backbone(qfeats, state["decoder"])
         sig = self.head(x)
@@ -484,6 +553,7 @@ def export_onnx(
 
 
 def _describe(codec: nn.Module, opset: int) -> dict[str, Any]:
+    state = codec.state_dict()
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -502,10 +572,16 @@ def _describe(codec: nn.Module, opset: int) -> dict[str, Any]:
         "token_rate": codec.token_rate,
         "codebook_size": codec.codebook_size,
         "bits_per_token": codec.bits_per_token,
+        "encoder_hop": codec.encoder.downsample_factor,
+        "compressor_factor": codec.compressor.downsample_factor,
         "samples_per_token": round(codec.sample_rate_input / codec.token_rate),
         "output_samples_per_token": round(codec.sample_rate_output / codec.token_rate),
         "min_samples": min_samples(codec),
-        "num_total_params": sum(v.numel() for v in codec.state_dict().values()),
+        "num_total_params": sum(v.numel() for v in state.values()),
+        "params_per_component": {
+            slot: sum(v.numel() for k, v in state.items() if k.startswith(f"{slot}."))
+            for slot in SLOTS
+        },
         "graphs": {},
     }
 

@@ -246,11 +246,20 @@ def encode_long(
     rows = _as_rows(sig)
     if codec.causal:
         return _encode_causal(codec, rows, chunk_seconds, progress)
+    return _encode_windows(
+        codec, rows, chunk_seconds, overlap_seconds, crossfade, progress
+    )
+
+
+def _encode_windows(
+    codec, rows, chunk_seconds, overlap_seconds, crossfade, progress
+) -> Tensor:
     chunk, overlap = _units(codec, chunk_seconds, overlap_seconds)
     hop = codec.encoder.downsample_factor * codec.compressor.downsample_factor
     total = rows.shape[1]
     windows = plan_windows(math.ceil(total / hop), chunk, overlap)
-    fade = overlap if crossfade else 0
+    # Fades longer than a core would overlap the next boundary's fade.
+    fade = min(overlap, chunk) if crossfade else 0
 
     def pieces() -> Iterator[tuple[Tensor, bool]]:
         for k, (w, lo, hi, last) in enumerate(_window_slices(windows, fade)):
@@ -378,7 +387,7 @@ def _decode_windows(
     chunk, overlap = _units(codec, chunk_seconds, overlap_seconds)
     windows = plan_windows(toks.shape[1], chunk, overlap)
     per_token = round(codec.sample_rate_output / codec.token_rate)
-    fade = overlap * per_token
+    fade = min(overlap, chunk) * per_token
 
     def pieces() -> Iterator[tuple[Tensor, bool]]:
         for k, (w, lo, hi, last) in enumerate(_window_slices(windows, fade, per_token)):

@@ -156,18 +156,19 @@ def _rates(codec: Any) -> dict[str, Any]:
 
 
 def _onnx_card(onnx_codec: Any) -> dict[str, Any]:
-    """Card of an ONNX export: from its manifest (per-component counts are not kept)."""
+    """Card of an ONNX export, from its manifest."""
     manifest = onnx_codec.manifest
-    name = manifest.get("model_id") or str(onnx_codec.directory)
+    model_id = manifest.get("model_id")
     config = manifest["config"]
-    total = manifest.get("num_total_params")
+    params = dict(manifest.get("params_per_component", {}))
+    params["total"] = manifest["num_total_params"]
+    source = f"ONNX export at {Path(onnx_codec.directory).resolve()}"
     return {
-        "name": name,
-        "source": f"ONNX export at {Path(onnx_codec.directory).resolve()} of "
-        + source_of(name),
+        "name": model_id or str(onnx_codec.directory),
+        "source": source + (f" of {source_of(model_id)}" if model_id else ""),
         "licence": LICENCE,
         "components": {slot: config[f"{slot}_name"] for slot in SLOTS},
-        "params": {"total": total} if total is not None else {},
+        "params": params,
         **_rates(onnx_codec),
         "config_hash": manifest["config_hash"],
     }

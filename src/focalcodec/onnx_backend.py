@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,15 @@ class OnnxCodec:
             name: _Graph(spec) for name, spec in self.manifest["graphs"].items()
         }
         self.model_id = self.manifest.get("model_id")
+        # Read-only stand-ins for code that takes hops from the components, e.g.
+        # ``codec.encoder.downsample_factor`` (frames) in focalcodec.compress.
+        self.encoder = SimpleNamespace(
+            downsample_factor=int(self.manifest["encoder_hop"]),
+            sample_rate=self.sample_rate_input,
+        )
+        self.compressor = SimpleNamespace(
+            downsample_factor=int(self.manifest["compressor_factor"])
+        )
 
     # -- properties of the model ---------------------------------------------------------
 

@@ -51,20 +51,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="reference audio: convert to this voice",
     )
-    parser.add_argument("--bank", help="speaker bank (.safetensors) to convert to")
-    parser.add_argument("--topk", type=_positive_int, default=4, help="kNN neighbours")
+    parser.add_argument(
+        "--bank", metavar="FILE", help="speaker bank (.safetensors) to convert to"
+    )
+    parser.add_argument(
+        "--topk",
+        type=_positive_int,
+        default=4,
+        metavar="K",
+        help="kNN neighbours (default: 4)",
+    )
     parser.add_argument(
         "--chunks-per-step",
         type=_positive_int,
         default=1,
+        metavar="N",
         help="80 ms blocks per model call: more is faster but adds latency (default: 1)",
     )
     parser.add_argument(
-        "--duration", type=float, help="stop after this many seconds of input"
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many seconds of input",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
-    parser.add_argument("--threads", type=_positive_int, help="torch CPU threads")
-    parser.add_argument("--stats", help="write the per-block timings as JSON here")
+    parser.add_argument(
+        "--threads", type=_positive_int, metavar="N", help="torch CPU threads"
+    )
+    parser.add_argument(
+        "--stats", metavar="FILE", help="write the per-block timings as JSON here"
+    )
     parser.add_argument("--force", action="store_true", help="overwrite outputs")
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print the summary only"

@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GatedRelativeAttention", "RelativePositionBias", "chunk_window_mask"]
+__all__ = [
+    "BiasRows",
+    "GatedRelativeAttention",
+    "RelativePositionBias",
+    "chunk_window_mask",
+]
 
 
 class RelativePositionBias(nn.Embedding):
@@ -49,13 +54,50 @@ class RelativePositionBias(nn.Embedding):
 
         Returns
         -------
-        Tensor of shape (H, num_queries, num_keys).
+        Tensor of shape (H, num_queries, num_keys), contiguous.
+        """
+        return self.rows(query_start, num_queries, num_keys).block(0, num_queries)
+
+    def rows(self, query_start: int, num_queries: int, num_keys: int) -> BiasRows:
+        """The same bias as :meth:`forward`, built row block by row block on demand.
+
+        The bias only depends on ``key - query``, so buckets and embeddings are computed
+        once per distance (``num_queries + num_keys - 1`` values) instead of once per
+        (query, key) pair; the values are bitwise those of the direct computation.
         """
         device = self.weight.device
-        queries = torch.arange(query_start, query_start + num_queries, device=device)
-        keys = torch.arange(num_keys, device=device)
-        relative = keys[None, :] - queries[:, None]
-        return F.embedding(self.buckets(relative), self.weight).permute(2, 0, 1)
+        lowest = -(query_start + num_queries - 1)
+        relative = torch.arange(lowest, num_keys - query_start, device=device)
+        table = F.embedding(self.buckets(relative), self.weight).T.contiguous()
+        return BiasRows(table, num_queries - 1, num_keys)
+
+
+class BiasRows:
+    """Rows of a Toeplitz bias, built on demand by :meth:`block`.
+
+    Parameters
+    ----------
+    table
+        Bias per distance, shape (H, num_queries + num_keys - 1); column
+        ``offset + j - i`` holds the bias of key ``j`` for the ``i``-th query.
+    offset
+        ``num_queries - 1``: the column of key 0 for the last query.
+    num_keys
+        K, the number of keys.
+    """
+
+    def __init__(self, table: Tensor, offset: int, num_keys: int) -> None:
+        self.table = table
+        self.offset = offset
+        self.num_keys = num_keys
+
+    def block(self, start: int, stop: int) -> Tensor:
+        """Bias of queries ``start..stop-1``, shape (H, stop - start, K)."""
+        device = self.table.device
+        queries = torch.arange(start, stop, device=device)
+        keys = torch.arange(self.num_keys, device=device)
+        index = keys[None, :] - queries[:, None] + self.offset
+        return self.table[:, index]
 
 
 def chunk_window_mask(
@@ -109,10 +151,12 @@ class GatedRelativeAttention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        position_bias: Tensor,
+        position_bias: Tensor | BiasRows,
         mask: Tensor | None = None,
         cache: Tensor | None = None,
         cache_start: int = 0,
+        cache_shift: int = 0,
+        cache_rows: int | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend over ``x`` (B, T, dim), optionally after the cached past.
 
@@ -121,12 +165,16 @@ class GatedRelativeAttention(nn.Module):
         x
             Normalised layer input, shape (B, T, dim).
         position_bias
-            Ungated bias, shape (H, T, K) with K the number of keys.
+            Ungated bias, shape (H, T, K) with K the number of keys, or its
+            :class:`BiasRows` (long inputs: rows are then built block by block).
         mask
-            Additive mask broadcastable to (B, H, T, K), or None.
+            Additive mask of shape (T, K) or broadcastable to (B, H, T, K), or None.
         cache
             Key/value cache (B, rows, H, d, 2) to write this call's keys into at rows
             ``cache_start ..`` (streaming), or None to attend over ``x`` only.
+        cache_shift, cache_rows
+            After attending, the returned cache is rolled left by ``cache_shift`` rows
+            and cut to ``cache_rows`` rows (the window), as the streaming layout needs.
 
         Returns
         -------
@@ -136,21 +184,76 @@ class GatedRelativeAttention(nn.Module):
         qkv = self.qkv_proj(x).view(batch, frames, 3 * self.num_heads, self.head_dim)
         q, k, v = qkv.split(self.num_heads, dim=2)
         if cache is not None:
-            end = cache_start + frames
-            if cache.shape[1] < end:
-                cache = F.pad(cache, (0, 0, 0, 0, 0, 0, 0, end - cache.shape[1]))
-            cache = cache.clone()
-            cache[:, cache_start:end] = torch.stack([k, v], dim=-1)
-            k, v = cache[:, :end].unbind(-1)
-        bias = self.gate(x) * position_bias
-        if mask is not None:
-            bias = bias + mask
-        y = F.scaled_dot_product_attention(
-            q.transpose(1, 2),
-            k.transpose(1, 2),
-            v.transpose(1, 2),
-            attn_mask=bias.to(q.dtype),
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+            k, v, cache = _update_cache(
+                cache, k, v, cache_start, cache_shift, cache_rows
+            )
+        gate = self.gate(x)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        dropout = self.dropout if self.training else 0.0
+        # Long inputs attend in blocks of queries: the gated (B, H, rows, K) bias is the
+        # largest tensor of the encoder (576 MB per layer for 60 s at once).
+        step = _query_block(batch * self.num_heads * k.shape[2], frames)
+        pieces = []
+        for start in range(0, frames, step):
+            stop = min(start + step, frames)
+            bias = gate[:, :, start:stop] * _rows(position_bias, start, stop)
+            if mask is not None:
+                bias += _rows(mask, start, stop) if mask.shape[-2] == frames else mask
+            piece = F.scaled_dot_product_attention(
+                q[:, :, start:stop], k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout
+            )
+            pieces.append(piece)
+        y = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
         y = y.transpose(1, 2).reshape(batch, frames, dim)
         return self.out_proj(y), cache
+
+
+_BLOCK_BYTES = 64 * 2**20
+
+
+def _rows(bias: Tensor | BiasRows, start: int, stop: int) -> Tensor:
+    """Query rows ``start..stop-1`` of a (..., T, K) bias or mask."""
+    if isinstance(bias, BiasRows):
+        return bias.block(start, stop)
+    return bias[..., start:stop, :]
+
+
+def _query_block(row_size: int, frames: int) -> int:
+    """Queries per attention block so that one gated bias block stays near 64 MB."""
+    if torch.jit.is_tracing():
+        return frames  # a traced graph must not freeze a length-dependent loop
+    return max(64, _BLOCK_BYTES // (4 * row_size))
+
+
+def _update_cache(
+    cache: Tensor, k: Tensor, v: Tensor, start: int, shift: int, rows: int | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Write this call's keys/values at ``start`` and return (keys, values, new cache).
+
+    Keys and values are (B, start + T, H, d), the cache rows before ``start`` followed
+    by the new ones. The new cache is the written cache rolled left by ``shift`` rows
+    and cut to ``rows``; it is assembled from slices, so each row is copied once.
+    """
+    end = start + k.shape[1]
+    if cache.shape[1] < start:
+        cache = F.pad(cache, (0, 0, 0, 0, 0, 0, 0, start - cache.shape[1]))
+    fresh = torch.stack([k, v], dim=-1)
+    parts = [cache[:, :start], fresh, cache[:, end:]]
+    keys = torch.cat([cache[:, :start, :, :, 0], k], dim=1)
+    values = torch.cat([cache[:, :start, :, :, 1], v], dim=1)
+    total = max(end, cache.shape[1])
+    rows = total if rows is None else min(rows, total)
+    order = _slices(parts, shift, total) + _slices(parts, 0, shift)
+    return keys, values, torch.cat(order, dim=1)[:, :rows]
+
+
+def _slices(parts: list[Tensor], begin: int, stop: int) -> list[Tensor]:
+    """Rows ``begin..stop-1`` of the time-concatenation of ``parts``, as views."""
+    out, offset = [], 0
+    for part in parts:
+        size = part.shape[1]
+        lo, hi = max(begin - offset, 0), min(stop - offset, size)
+        if lo < hi:
+            out.append(part[:, lo:hi])
+        offset += size
+    return out

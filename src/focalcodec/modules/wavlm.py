@@ -15,7 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .attention import GatedRelativeAttention, RelativePositionBias, chunk_window_mask
+from .attention import (
+    BiasRows,
+    GatedRelativeAttention,
+    RelativePositionBias,
+    chunk_window_mask,
+)
 from .layers import FeedForward, conv_time, extend_left
 
 __all__ = ["WavLM", "WavLMState"]
@@ -124,9 +129,24 @@ class TransformerLayer(nn.Module):
         ):
             self.add_module(name, module)
 
-    def forward(self, x, position_bias, mask=None, cache=None, cache_start=0):
+    def forward(
+        self,
+        x,
+        position_bias,
+        mask=None,
+        cache=None,
+        cache_start=0,
+        cache_shift=0,
+        cache_rows=None,
+    ):
         h, cache = self.attention(
-            self.attention_norm(x), position_bias, mask, cache, cache_start
+            self.attention_norm(x),
+            position_bias,
+            mask,
+            cache,
+            cache_start,
+            cache_shift,
+            cache_rows,
         )
         x = x + self.dropout(h)
         return x + self.feed_forward(self.feed_forward_norm(x)), cache
@@ -244,7 +264,7 @@ class WavLM(nn.Module):
         x, _ = enc.positional_embedding(x, None, causal=False)
         x = enc.dropout(x)
         frames = x.shape[1]
-        bias = enc.relative_embedding(0, frames, frames)
+        bias = _position_bias(enc.relative_embedding, 0, frames, frames)
         for layer in enc.layers:
             x, _ = layer(x, bias)
         return x
@@ -262,7 +282,7 @@ class WavLM(nn.Module):
         start = int(state.position) if state is not None else 0
         frames = x.shape[1]
         end = start + frames
-        bias = enc.relative_embedding(start, frames, end)
+        bias = _position_bias(enc.relative_embedding, start, frames, end)
         mask = None
         if frames > chunk:
             mask = chunk_window_mask(
@@ -293,8 +313,21 @@ class WavLM(nn.Module):
                     2,
                 )
                 cache = x.new_zeros(shape)
-            x, cache = layer(x, bias, mask, cache, cache_start)
-            cache = torch.cat([cache[:, shift:], cache[:, :shift]], dim=1)
-            caches.append(cache[:, :window])
+            x, cache = layer(x, bias, mask, cache, cache_start, shift, window)
+            caches.append(cache)
         position = torch.tensor(min(end, window - chunk), dtype=torch.long)
         return x, WavLMState(position, [*cnn_contexts, pos_context], caches)
+
+
+def _position_bias(
+    relative: RelativePositionBias, start: int, frames: int, keys: int
+) -> Tensor | BiasRows:
+    """The (H, frames, keys) bias, or its lazy rows when it would be large.
+
+    Computed once and shared by all layers; beyond about 64 MB (20 s of 50 Hz frames at
+    once) each layer rebuilds it block by block instead of keeping it all.
+    """
+    rows = relative.rows(start, frames, keys)
+    if relative.embedding_dim * frames * keys * 4 > 64 * 2**20:
+        return rows
+    return rows.block(0, frames)

@@ -40,7 +40,7 @@ def _figure(rows: int, cols: int = 1, size: tuple[float, float] = (8.0, 2.6)):
 def _save(plt, fig, path: Path) -> None:
     fig.tight_layout()
     with atomic_write(path, force=True) as fileobj:
-        fig.savefig(fileobj, format="png", dpi=100)
+        fig.savefig(fileobj, format="png", dpi=72)
     plt.close(fig)
 
 

@@ -20,6 +20,7 @@ import contextlib
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -310,9 +311,17 @@ class Trainer:
     def _end_epoch(self) -> None:
         self.epoch += 1
         self.batch_in_epoch = 0
-        for sched, interval in self.schedulers.values():
-            if interval == "epoch":
-                sched.step()
+        self._step_schedulers("epoch")
+
+    def _step_schedulers(self, interval: str) -> None:
+        with warnings.catch_warnings():
+            # The schedule follows the step/epoch clock even while an optimizer has not
+            # stepped yet (discriminator warm-up, a skipped fp16 step): PyTorch's
+            # warning about that order is expected here.
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step()")
+            for sched, every in self.schedulers.values():
+                if every == interval:
+                    sched.step()
 
     def _train_one(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         self._seed_step()
@@ -322,9 +331,7 @@ class Trainer:
         self.precision.update()
         self.step += 1
         self.batch_in_epoch += 1
-        for sched, interval in self.schedulers.values():
-            if interval == "step":
-                sched.step()
+        self._step_schedulers("step")
         if self.batch_in_epoch >= self.sampler.batches_per_epoch:
             self._end_epoch()
         return metrics

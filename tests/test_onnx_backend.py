@@ -1,0 +1,207 @@
+"""The ONNX Runtime backend as a stand-in for FocalCodec: same calls, same results.
+
+Reference: the eager model (tests/test_golden.py ties it to the original package).
+Tokens must be identical, audio within AUDIO_TOL (docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from focalcodec.compress import compress, decompress
+from focalcodec.errors import AudioError, CheckpointError, InputError, StreamingError
+from focalcodec.streaming import decode_step, encode_step
+from test_export import AUDIO_TOL, exported
+
+ort = pytest.importorskip("onnxruntime")
+from focalcodec.onnx_backend import OnnxCodec  # noqa: E402
+
+NONCAUSAL = "noncausal_vocos_12_5hz_legacy"
+CAUSAL = "causal_vocos_25hz_postnorm"
+
+
+@pytest.fixture
+def pair(request, tmp_path_factory, golden_dir: Path):
+    codec, out, _ = exported(tmp_path_factory, golden_dir, request.param)
+    return codec, OnnxCodec(out, threads=1)
+
+
+def _noise(*shape: int, seed: int = 0) -> torch.Tensor:
+    return 0.1 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float((a - b).abs().max())
+
+
+@pytest.mark.parametrize("pair", [NONCAUSAL, CAUSAL], indirect=True)
+def test_properties_match_the_model(pair) -> None:
+    codec, runtime = pair
+    for name in (
+        "sample_rate_input",
+        "sample_rate_output",
+        "causal",
+        "chunk_size",
+        "latency",
+        "token_rate",
+        "codebook_size",
+        "bits_per_token",
+        "bitrate",
+    ):
+        assert getattr(runtime, name) == getattr(codec, name), name
+    assert runtime.config_hash() == codec.config_hash()
+    assert runtime.config == codec.config
+    assert runtime.info()["num_total_params"] == codec.info()["num_total_params"]
+
+
+@pytest.mark.parametrize("pair", [NONCAUSAL, CAUSAL], indirect=True)
+def test_offline_calls_match_the_model(pair) -> None:
+    codec, runtime = pair
+    sig = _noise(2, 11111)
+    with torch.no_grad():
+        toks = codec.sig_to_toks(sig)
+        assert torch.equal(runtime.sig_to_toks(sig), toks)
+        assert torch.equal(runtime.sig_to_codes(sig), codec.sig_to_codes(sig))
+        assert torch.equal(runtime.toks_to_codes(toks), codec.toks_to_codes(toks))
+        codes = codec.toks_to_codes(toks)
+        assert torch.equal(runtime.codes_to_toks(codes), toks)
+        ref = codec.toks_to_sig(toks, output_length=5000)
+        assert _max_abs(runtime.toks_to_sig(toks, output_length=5000), ref) <= AUDIO_TOL
+        ref = codec.codes_to_sig(codes)
+        assert _max_abs(runtime.codes_to_sig(codes), ref) <= AUDIO_TOL
+        assert _max_abs(runtime.sig_to_sig(sig), codec.sig_to_sig(sig)) <= AUDIO_TOL
+
+
+@pytest.mark.parametrize("pair", [NONCAUSAL], indirect=True)
+def test_numpy_in_numpy_out_and_1d_audio(pair) -> None:
+    codec, runtime = pair
+    sig = _noise(9000)
+    toks = runtime.sig_to_toks(sig.numpy())
+    assert isinstance(toks, np.ndarray) and toks.dtype == np.int64
+    with torch.no_grad():
+        assert np.array_equal(toks, codec.sig_to_toks(sig).numpy())
+    out = runtime.toks_to_sig(toks)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("pair", [NONCAUSAL, CAUSAL], indirect=True)
+def test_relative_lengths_follow_the_model(pair) -> None:
+    codec, runtime = pair
+    sig = _noise(3, 16000, seed=1)
+    length = torch.tensor([1.0, 0.55, 0.3])
+    with torch.no_grad():
+        toks = codec.sig_to_toks(sig, length)
+        assert torch.equal(runtime.sig_to_toks(sig, length), toks)
+        tok_length = torch.tensor([1.0, 0.5, 0.25])
+        ref = codec.toks_to_sig(toks, length=tok_length)
+    assert _max_abs(runtime.toks_to_sig(toks, length=tok_length), ref) <= AUDIO_TOL
+
+
+@pytest.mark.parametrize("pair", [CAUSAL], indirect=True)
+def test_streaming_steps_match_the_model(pair) -> None:
+    codec, runtime = pair
+    sig = _noise(2, 10 * codec.chunk_size, seed=2)
+    state = runtime_state = None
+    for piece in sig.split(2 * codec.chunk_size, dim=1):
+        with torch.no_grad():
+            toks, codes, state = encode_step(codec, piece, state)
+            out, state = decode_step(codec, codes, state)
+        r_toks, r_codes, runtime_state = runtime.encode_step(piece, runtime_state)
+        assert torch.equal(r_toks, toks) and torch.equal(r_codes, codes)
+        r_out, runtime_state = runtime.decode_step(r_codes, runtime_state)
+        assert _max_abs(r_out, out) <= AUDIO_TOL
+
+
+@pytest.mark.parametrize("pair", [CAUSAL], indirect=True)
+def test_stream_equals_offline_on_whole_chunks(pair) -> None:
+    codec, runtime = pair
+    sig = _noise(1, 6 * codec.chunk_size, seed=3)
+    toks, _, _ = runtime.encode_step(sig)
+    out, _ = runtime.decode_step(toks)
+    with torch.no_grad():
+        assert torch.equal(toks, codec.sig_to_toks(sig))
+        assert _max_abs(out, codec.toks_to_sig(toks)) <= AUDIO_TOL
+
+
+@pytest.mark.parametrize("pair", [CAUSAL], indirect=True)
+def test_streaming_misuse_is_reported(pair) -> None:
+    codec, runtime = pair
+    with pytest.raises(StreamingError, match="whole chunks"):
+        runtime.encode_step(_noise(1, codec.chunk_size + 7))
+    _, _, state = runtime.encode_step(_noise(2, codec.chunk_size))
+    with pytest.raises(StreamingError, match="batch size"):
+        runtime.encode_step(_noise(1, codec.chunk_size), state)
+
+
+@pytest.mark.parametrize("pair", [NONCAUSAL], indirect=True)
+def test_bad_inputs_give_clear_errors(pair) -> None:
+    _, runtime = pair
+    with pytest.raises(AudioError, match="too short"):
+        runtime.sig_to_toks(_noise(1, runtime.min_samples - 1))
+    with pytest.raises(AudioError, match="floating point"):
+        runtime.sig_to_toks(np.zeros((1, 4000), dtype=np.int16))
+    with pytest.raises(AudioError, match="NaN"):
+        runtime.sig_to_toks(np.full((1, 4000), np.nan, dtype=np.float32))
+    with pytest.raises(InputError, match="lie in"):
+        runtime.toks_to_sig(torch.tensor([[0, runtime.codebook_size]]))
+    with pytest.raises(InputError, match="voice conversion"):
+        runtime.toks_to_sig(torch.tensor([[0, 1]]), matching_set=torch.zeros(3, 64))
+    with pytest.raises(StreamingError, match="no streaming graphs"):
+        runtime.encode_step(_noise(1, runtime.chunk_size))
+    with pytest.raises(InputError, match="not on torch device"):
+        runtime.to("cuda")
+
+
+@pytest.mark.parametrize("pair", [NONCAUSAL], indirect=True)
+def test_backend_is_a_drop_in_for_the_file_format(pair) -> None:
+    codec, runtime = pair
+    sig = _noise(12000, seed=4)
+    with torch.no_grad():
+        data = compress(sig, codec.sample_rate_input, codec)
+        ref, rate = decompress(data, codec)
+    assert compress(sig, codec.sample_rate_input, runtime) == data
+    out, out_rate = decompress(data, runtime)
+    assert out_rate == rate
+    assert _max_abs(out, ref) <= AUDIO_TOL
+
+
+def test_unusable_directories_are_reported(
+    tmp_path: Path, tmp_path_factory, golden_dir
+):
+    with pytest.raises(CheckpointError, match="no manifest.json"):
+        OnnxCodec(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        OnnxCodec(tmp_path)
+    _, out, manifest = exported(tmp_path_factory, golden_dir, NONCAUSAL)
+    newer = dict(manifest, format_version=manifest["format_version"] + 1)
+    (tmp_path / "manifest.json").write_text(json.dumps(newer))
+    with pytest.raises(CheckpointError, match="re-export"):
+        OnnxCodec(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="encoder graph is missing"):
+        OnnxCodec(tmp_path)
+
+
+@pytest.mark.parametrize("pair", [CAUSAL], indirect=True)
+def test_raw_streaming_example_in_the_docs(pair) -> None:
+    from support import REPO
+
+    codec, runtime = pair
+    text = (REPO / "docs" / "deployment.md").read_text()
+    start = text.index("```python\nimport json")
+    code = text[start + len("```python\n") : text.index("```", start + 10)]
+    namespace: dict = {}
+    exec(compile(code, "deployment.md", "exec"), namespace)
+    sig = _noise(1, 5 * codec.chunk_size, seed=5)
+    chunks = [p.numpy() for p in sig.split(codec.chunk_size, dim=1)]
+    out = np.concatenate(list(namespace["run_stream"](runtime.directory, chunks)), 1)
+    toks, _, _ = runtime.encode_step(sig)
+    ref, _ = runtime.decode_step(toks)
+    assert _max_abs(torch.from_numpy(out), ref) <= AUDIO_TOL
