@@ -315,6 +315,18 @@ class FocalCodec(nn.Module):
             raise InputError("matching_set is empty: give at least one reference frame")
         return knn(feats, matching_set.to(feats), topk, num_splits)
 
+    # -- streaming (implemented in session.py) ------------------------------------------
+
+    def streaming(self, batch_size: int = 1, **options):
+        """A streaming session (causal models): ``with codec.streaming() as stream:``.
+
+        See :class:`focalcodec.session.StreamingSession` for ``options`` (matching set for
+        voice conversion, tail padding, chunks per step).
+        """
+        from .session import StreamingSession
+
+        return StreamingSession(self, batch_size, **options)
+
     # -- loading and saving (implemented in pretrained.py) ------------------------------
 
     @classmethod
