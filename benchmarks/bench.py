@@ -230,7 +230,78 @@ def task_batch(model, job: dict, clock: Clock) -> dict:
     }
 
 
-TASKS = {"offline": task_offline, "stream": task_stream, "batch": task_batch}
+def speech_files(count: int) -> list[Path]:
+    """A fixed, varied handful of test-split files from the shared real-speech set."""
+    root = REPO.parent / "shared" / "audio"
+    manifest = root / "manifest.jsonl"
+    if not manifest.exists():
+        raise SystemExit(f"real speech not found: {manifest} is missing")
+    groups: dict[str, list[Path]] = {}
+    for line in manifest.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["split"] == "test":
+            group = "/".join(entry["path"].split("/")[:2])
+            groups.setdefault(group, []).append(root / entry["path"])
+    # Round-robin over sources (clean, other, noisy, languages), first files first.
+    order = [sorted(files) for _, files in sorted(groups.items())]
+    picked = [files[i] for i in range(max(map(len, order))) for files in order if i < len(files)]
+    return picked[:count]
+
+
+def task_agreement(model, job: dict, clock: Clock) -> dict:
+    """Tokens and audio of a fast mode against exact mode (same weights) on speech."""
+    import copy
+
+    import torch
+
+    from focalcodec.audio import load_audio
+    from focalcodec.fast import optimize
+
+    exact = model.codec
+    fast = optimize(copy.deepcopy(exact), job["fast_mode"], device=job["device"])
+    files, toks_same, bits_same, dec_snr, e2e_snr = [], [], [], [], []
+    for path in speech_files(job["agreement_files"]):
+        sig = torch.from_numpy(load_audio(path, SAMPLE_RATE).sig)[None].to(job["device"])
+        toks = exact.sig_to_toks(sig)
+        toks_fast = fast.sig_to_toks(sig)
+        ref = exact.toks_to_sig(toks)
+        same_bits = exact.toks_to_codes(toks) == exact.toks_to_codes(toks_fast)
+        files.append(str(path.relative_to(REPO.parent / "shared")))
+        toks_same.append(float((toks == toks_fast).float().mean()))
+        bits_same.append(float(same_bits.float().mean()))
+        dec_snr.append(snr_db(ref, fast.toks_to_sig(toks)))
+        e2e_snr.append(snr_db(ref, fast.toks_to_sig(toks_fast)))
+    return {
+        "files": files,
+        "tokens_identical": statistics.mean(toks_same),
+        "bits_identical": statistics.mean(bits_same),
+        "decoder_snr_db": statistics.mean(dec_snr),
+        "roundtrip_snr_db": statistics.mean(e2e_snr),
+        "per_file": {
+            "tokens_identical": toks_same,
+            "decoder_snr_db": dec_snr,
+            "roundtrip_snr_db": e2e_snr,
+        },
+    }
+
+
+def snr_db(ref, test) -> float:
+    """SNR of ``test`` against ``ref`` in dB (inf when identical)."""
+    import math
+
+    noise_power = float((ref.float() - test.float()).pow(2).sum())
+    signal_power = float(ref.float().pow(2).sum())
+    if noise_power == 0:
+        return math.inf
+    return 10 * math.log10(signal_power / noise_power)
+
+
+TASKS = {
+    "offline": task_offline,
+    "stream": task_stream,
+    "batch": task_batch,
+    "agreement": task_agreement,
+}
 
 
 def run_worker(job: dict) -> dict:
@@ -313,10 +384,22 @@ def make_jobs(args: argparse.Namespace) -> list[dict]:
                     durations = args.seconds if task == "offline" else [None]
                     for seconds in durations:
                         for impl, mode in impls:
-                            jobs.append(
-                                _job(args, impl, mode, config, device, task, seconds)
-                            )
+                            if task == "agreement" and (impl, mode) != ("ours", "exact"):
+                                continue
+                            jobs += _jobs(args, impl, mode, config, device, task, seconds)
     return jobs
+
+
+def _jobs(args, impl, mode, config, device, task, seconds) -> list[dict]:
+    if task != "agreement":
+        return [_job(args, impl, mode, config, device, task, seconds)]
+    # Agreement compares each fast mode with exact mode inside one worker.
+    out = []
+    for fast_mode in args.modes:
+        if fast_mode != "exact":
+            job = _job(args, impl, "exact", config, device, task, seconds)
+            out.append(job | {"fast_mode": fast_mode})
+    return out
 
 
 def _job(args, impl, mode, config, device, task, seconds) -> dict:
@@ -338,6 +421,7 @@ def _job(args, impl, mode, config, device, task, seconds) -> dict:
         "batch": args.batch_size_gpu if device.startswith("cuda") else args.batch,
         "batch_seconds": args.batch_seconds,
         "batch_repeats": args.repeats_long,
+        "agreement_files": args.agreement_files,
     }
 
 
@@ -360,7 +444,8 @@ def spawn(job: dict, timeout: float) -> dict:
 
 
 def label(job: dict) -> str:
-    mode = "" if job["mode"] == "exact" else f"+{job['mode']}"
+    mode = job.get("fast_mode", job["mode"])
+    mode = "" if mode == "exact" else f"+{mode}"
     return f"{job['impl']}{mode}"
 
 
@@ -383,6 +468,10 @@ def merge(records: list[dict]) -> dict:
             _best(row, "p50", res["chunk_ms"]["median"])
             _best(row, "p99", res["chunk_ms"]["p99"])
             _best(row, "rss_stream", res["rss_peak_mb"])
+        elif job["task"] == "agreement":
+            row["agree"] = res["tokens_identical"]
+            row["dec_snr"] = res["decoder_snr_db"]
+            row["rt_snr"] = res["roundtrip_snr_db"]
         elif job["task"] == "batch":
             _best(row, "enc_xrt", -res["encode_x_realtime"])
             _best(row, "dec_xrt", -res["decode_x_realtime"])
@@ -402,6 +491,8 @@ def render(table: dict, seconds: list[float]) -> str:
     cols += [("p50", "chunk p50 ms", "{:.1f}"), ("p99", "chunk p99 ms", "{:.1f}")]
     cols += [("rss_stream", "RSS strm MB", "{:.0f}")]
     cols += [("enc_xrt", "batch enc xRT", "{:.1f}"), ("dec_xrt", "batch dec xRT", "{:.1f}")]
+    cols += [("agree", "tokens same", "{:.3f}"), ("dec_snr", "dec SNR dB", "{:.1f}")]
+    cols += [("rt_snr", "e2e SNR dB", "{:.1f}")]
     head = ["impl", "config", "device", *[c[1] for c in cols]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (impl, config, device), row in table.items():
@@ -433,6 +524,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8, help="batch size on CPU")
     p.add_argument("--batch-size-gpu", type=int, default=64)
     p.add_argument("--batch-seconds", type=float, default=10.0)
+    p.add_argument("--agreement-files", type=int, default=8, help="speech files")
     p.add_argument("--rounds", type=int, default=1, help="repeat all jobs, keep best")
     p.add_argument("--reference", help="directory of a reference focalcodec checkout")
     p.add_argument("--timeout", type=float, default=1800, help="per job, seconds")

@@ -1,13 +1,19 @@
 """CPU speed of the ONNX Runtime backend against eager PyTorch.
 
     python benchmarks/bench_onnx.py --model focalcodec_50hz --seconds 10 --threads 1
+    python benchmarks/bench_onnx.py --model focalcodec_50hz_2k_causal --stream-chunks 25
 
 Builds the model with random weights (speed does not depend on the values), exports it
-to ONNX (or reuses ``--export-dir``), and times encoding (audio -> tokens) and decoding
-(tokens -> audio) of one clip with both backends. Each figure is the best of
-``--repeats`` runs after one warm-up, which filters out noise from other processes on a
-shared machine. Prints a Markdown table; the real-time factor (RTF) is compute time over
-audio duration.
+to ONNX (or reuses ``--export-dir``), and times with both backends:
+
+* ``encode`` (audio -> tokens) and ``decode`` (tokens -> audio) of one clip;
+* for causal models, ``stream step``: ``encode_step`` + ``decode_step`` on one 80 ms
+  chunk, after enough chunks to be past the start of the stream.
+
+Each figure is the best of ``--repeats`` calls after one warm-up call, which filters out
+noise from other processes on a shared machine; process CPU time is shown next to wall
+time because it does not count waiting for a core. RTF is CPU time over audio duration.
+Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -24,14 +30,13 @@ import torch
 from focalcodec import FocalCodec
 from focalcodec.export import export_onnx
 from focalcodec.onnx_backend import OnnxCodec
+from focalcodec.streaming import decode_step, encode_step
+
+Timing = tuple[float, float]  # best wall, best CPU seconds
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Fastest wall and CPU (process) times of ``repeats`` calls, after a warm-up.
-
-    On a shared machine wall time includes waiting for a core; process CPU time does
-    not, so with one thread it is the better estimate of the work done.
-    """
+def best_of(fn: Callable[[], object], repeats: int) -> Timing:
+    """Fastest wall and process CPU times of ``repeats`` calls, after a warm-up call."""
     fn()
     walls, cpus = [], []
     for _ in range(repeats):
@@ -42,12 +47,58 @@ def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
+def offline_stages(codec: FocalCodec, runtime: OnnxCodec, seconds: float) -> list:
+    sig = 0.1 * torch.randn(1, int(seconds * codec.sample_rate_input))
+    toks = codec.sig_to_toks(sig)
+    if not torch.equal(runtime.sig_to_toks(sig), toks):
+        raise SystemExit("ONNX tokens differ from PyTorch: not timing a wrong graph")
+    return [
+        (
+            "encode",
+            seconds,
+            lambda: codec.sig_to_toks(sig),
+            lambda: runtime.sig_to_toks(sig),
+        ),
+        (
+            "decode",
+            seconds,
+            lambda: codec.toks_to_sig(toks),
+            lambda: runtime.toks_to_sig(toks),
+        ),
+    ]
+
+
+def stream_stage(codec: FocalCodec, runtime: OnnxCodec, warmup: int) -> tuple:
+    """One encode+decode step per call, each backend with its own running state."""
+    chunk = 0.1 * torch.randn(1, codec.chunk_size)
+    states: dict[str, object] = {"eager": None, "onnx": None}
+
+    def eager() -> None:
+        toks, codes, state = encode_step(codec, chunk, states["eager"])
+        _, states["eager"] = decode_step(codec, codes, state)
+
+    def onnx() -> None:
+        toks, codes, state = runtime.encode_step(chunk, states["onnx"])
+        _, states["onnx"] = runtime.decode_step(codes, state)
+
+    for _ in range(warmup):
+        eager(), onnx()
+    seconds = codec.chunk_size / codec.sample_rate_input
+    return ("stream step (80 ms chunk)", seconds, eager, onnx)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="focalcodec_50hz")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--stream-chunks",
+        type=int,
+        default=0,
+        help="causal models: time stream steps after this many warm-up chunks",
+    )
     parser.add_argument(
         "--export-dir", type=Path, help="reuse (or create) the export here"
     )
@@ -56,56 +107,35 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     codec = FocalCodec.from_config(args.model).eval()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         directory = args.export_dir or Path(tmp)
         if not (directory / "manifest.json").is_file():
             start = time.perf_counter()
             export_onnx(codec, directory)
             print(f"export: {time.perf_counter() - start:.1f} s")
         runtime = OnnxCodec(directory, threads=args.threads)
-        rows = measure(codec, runtime, args)
-    duration = args.seconds
+        stages = offline_stages(codec, runtime, args.seconds)
+        if args.stream_chunks and codec.causal:
+            stages.append(stream_stage(codec, runtime, args.stream_chunks))
+        rows = [
+            (name, seconds, best_of(eager, args.repeats), best_of(onnx, args.repeats))
+            for name, seconds, eager, onnx in stages
+        ]
     print(
-        f"\n{args.model}, random weights, {duration:g} s clip, {args.threads} "
+        f"\n{args.model}, random weights, {args.seconds:g} s clip, {args.threads} "
         f"thread(s), best of {args.repeats}; torch {torch.__version__}, "
-        f"{platform.processor() or platform.machine()}\n"
+        f"{platform.machine()}\n"
     )
     print(
         "| stage | eager wall (s) | ONNX wall (s) | eager CPU (s) | ONNX CPU (s) "
         "| speed-up (CPU) | ONNX RTF (CPU) |"
     )
     print("|---|---|---|---|---|---|---|")
-    for stage, (eager_wall, eager_cpu), (onnx_wall, onnx_cpu) in rows:
+    for name, seconds, (e_wall, e_cpu), (o_wall, o_cpu) in rows:
         print(
-            f"| {stage} | {eager_wall:.3f} | {onnx_wall:.3f} | {eager_cpu:.3f} "
-            f"| {onnx_cpu:.3f} | {eager_cpu / onnx_cpu:.2f}x | {onnx_cpu / duration:.3f} |"
+            f"| {name} | {e_wall:.3f} | {o_wall:.3f} | {e_cpu:.3f} | {o_cpu:.3f} "
+            f"| {e_cpu / o_cpu:.2f}x | {o_cpu / seconds:.3f} |"
         )
-
-
-def measure(codec: FocalCodec, runtime: OnnxCodec, args) -> list[tuple]:
-    sig = 0.1 * torch.randn(1, int(args.seconds * codec.sample_rate_input))
-    with torch.inference_mode():
-        toks = codec.sig_to_toks(sig)
-        if not torch.equal(runtime.sig_to_toks(sig), toks):
-            raise SystemExit(
-                "ONNX tokens differ from PyTorch: not timing a wrong graph"
-            )
-        stages = [
-            (
-                "encode",
-                lambda: codec.sig_to_toks(sig),
-                lambda: runtime.sig_to_toks(sig),
-            ),
-            (
-                "decode",
-                lambda: codec.toks_to_sig(toks),
-                lambda: runtime.toks_to_sig(toks),
-            ),
-        ]
-        return [
-            (name, best_of(eager, args.repeats), best_of(onnx, args.repeats))
-            for name, eager, onnx in stages
-        ]
 
 
 if __name__ == "__main__":

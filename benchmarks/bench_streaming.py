@@ -8,9 +8,11 @@ Three parts, each printing a table and writing JSON (``--json``, default
   attention window has filled; compute time per block (encode, decode, both) against the
   80 ms budget, per round, p50/p90/p99/max.
 * ``memory``: peak RSS of a fresh process per input length (1, 10, 60 minutes by default)
-  running a non-causal model over the input with :mod:`focalcodec.longform`, from a lazily
-  read file to a file written piece by piece; ``--modes whole`` adds whole-input
-  processing for comparison (1 minute only is practical).
+  running a non-causal model over the input with :mod:`focalcodec.longform`. Modes:
+  ``lazy`` reads the input file window by window and writes the output piece by piece;
+  ``memory`` holds input and output in memory (the plain ``encode_long``/``decode_long``
+  calls, up to ``--memory-limit`` minutes); ``whole`` is whole-input processing for
+  comparison (up to ``--whole-limit`` minutes; longer does not fit).
 * ``agreement``: tokens and audio of windowed processing versus whole-input processing
   on real speech, for several window plans and models (tiny golden models and a
   full-size random-weight model), with a noise baseline: whole-input processing of the
@@ -186,7 +188,8 @@ def run_memory(args: argparse.Namespace) -> dict:
                     f.write(base[:left])
                     left -= min(left, len(base))
             for mode in args.modes:
-                if mode == "whole" and minutes > args.whole_limit:
+                limit = {"whole": args.whole_limit, "memory": args.memory_limit}
+                if minutes > limit.get(mode, minutes):
                     continue
                 record = memory_child_run(args, path, minutes, mode, Path(tmp))
                 results.append(record)
@@ -306,9 +309,11 @@ def snr_db(ref: torch.Tensor, est: torch.Tensor) -> float:
 
 
 def load_model(spec: str) -> FocalCodec:
-    path = SHARED / "golden" / spec
-    if path.is_dir():
-        return FocalCodec.from_pretrained(path).eval()
+    """A golden case name or a model directory (with weights), else a config name
+    (random weights)."""
+    for path in (SHARED / "golden" / spec, Path(spec)):
+        if path.is_dir():
+            return FocalCodec.from_pretrained(path).eval()
     return FocalCodec.from_config(spec).eval()
 
 
@@ -439,6 +444,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=1.0,
         help="longest input (minutes) for --modes whole",
     )
+    mem.add_argument(
+        "--memory-limit",
+        type=float,
+        default=10.0,
+        help="longest input (minutes) for --modes memory",
+    )
     mem.add_argument("--base-seconds", type=float, default=120.0)
     child = sub.add_parser("memory-child")
     child.add_argument("input")
@@ -460,7 +471,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             "focalcodec_50hz",
             "focalcodec_12_5hz",
         ],
-        help="golden case names or full-size config names (random weights)",
+        help="golden case names, model directories (trained weights) or config names "
+        "(random weights)",
     )
     agr.add_argument(
         "--plans",

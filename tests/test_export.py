@@ -329,3 +329,19 @@ def test_full_size_model_exports_and_matches(tmp_path: Path) -> None:
     report = verify(codec, tmp_path, seconds=2.0)
     assert report["tokens_equal"]
     assert report["audio_max_abs"] <= AUDIO_TOL
+
+
+def test_cli_exports_verifies_and_refuses_to_overwrite(
+    tmp_path: Path, golden_dir: Path, capsys
+) -> None:
+    from focalcodec.cli import main
+
+    model = str(golden_dir / "noncausal_vocos_12_5hz_legacy")
+    out = tmp_path / "exported"
+    assert main(["export", "--model", model, "--format", "onnx", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "tokens identical" in printed and "manifest.json" in printed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["graphs"]) == ["decoder", "encoder"]
+    assert main(["export", "--model", model, "-o", str(out), "--no-verify"]) == 1
+    assert "--force" in capsys.readouterr().err

@@ -205,3 +205,11 @@ def test_raw_streaming_example_in_the_docs(pair) -> None:
     toks, _, _ = runtime.encode_step(sig)
     ref, _ = runtime.decode_step(toks)
     assert _max_abs(torch.from_numpy(out), ref) <= AUDIO_TOL
+
+
+@pytest.mark.parametrize("pair", [NONCAUSAL], indirect=True)
+def test_too_short_item_in_a_batch_is_an_audio_error(pair) -> None:
+    _, runtime = pair
+    sig = _noise(2, 2 * runtime.min_samples)
+    with pytest.raises(AudioError, match="too short"):
+        runtime.sig_to_toks(sig, torch.tensor([1.0, 0.3]))

@@ -75,6 +75,60 @@ _DECODER_PARTS = (("decompressor", "2.0"), ("decoder", "3.0"))
 
 
 # ---------------------------------------------------------------------------------------
+# Tracing aids
+# ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _traceable_core(first: Tensor | None = None) -> Iterator[None]:
+    """Swap two helpers of ``focalcodec.modules.layers`` for the duration of a trace.
+
+    * ``conv_time`` picks a kernel from the input shape with Python branches, which a
+      trace would freeze at the dummy shape: use the plain convolution it stands for.
+    * ``extend_left`` (streaming only) invents the start-of-stream past when given None;
+      a graph has no None, so select between that past and the given context with the
+      boolean tensor ``first``.
+
+    Each module under ``focalcodec.modules`` that imported a helper gets the swap.
+    """
+    swaps = {"conv_time": _plain_conv_time}
+    if first is not None:
+        swaps["extend_left"] = _flagged_extend_left(first, _layers.extend_left)
+    patched = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("focalcodec.modules.") and module is not None:
+            for attr in swaps:
+                if getattr(module, attr, None) is getattr(_layers, attr):
+                    patched.append((module, attr, getattr(module, attr)))
+    try:
+        for module, attr, _ in patched:
+            setattr(module, attr, swaps[attr])
+        yield
+    finally:
+        for module, attr, original in patched:
+            setattr(module, attr, original)
+
+
+def _plain_conv_time(conv: nn.Module, x: Tensor) -> Tensor:
+    if isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d)):
+        return conv(x.transpose(1, 2)).transpose(1, 2)
+    return conv(x)
+
+
+def _flagged_extend_left(first: Tensor, original):
+    def extend_left(x, context, size, mode="replicate"):
+        if size > 0 and context is not None:
+            if mode == "replicate":
+                start = x[:, :1].expand(-1, size, -1)
+            else:
+                start = torch.zeros_like(context)
+            context = torch.where(first, start, context)
+        return original(x, context, size, mode)
+
+    return extend_left
+
+
+# ---------------------------------------------------------------------------------------
 # Vocos head without complex numbers
 # ---------------------------------------------------------------------------------------
 
@@ -147,99 +201,6 @@ class DFTISTFTHead(nn.Module):
 def _export_head(decoder: nn.Module) -> nn.Module:
     head = decoder.head
     return DFTISTFTHead(head) if hasattr(head, "istft") else head
-
-
-# ---------------------------------------------------------------------------------------
-# Offline graphs
-# ---------------------------------------------------------------------------------------
-
-
-class OfflineEncoder(nn.Module):
-    """Waveform (B, N) at ``sample_rate_input`` -> tokens (B, L), as ``sig_to_toks``."""
-
-    def __init__(self, codec: nn.Module) -> None:
-        super().__init__()
-        self.codec = codec
-
-    def forward(self, sig: Tensor) -> Tensor:
-        wavlm = self.codec.encoder
-        with _traceable_core():
-            x, _ = wavlm.feature_extractor(sig.unsqueeze(-1), None, wavlm.causal)
-            x = wavlm.dropout(wavlm.feature_proj(wavlm.norm(x)))
-            feats = _offline_transformer(wavlm, x)
-            return self.codec.feats_to_toks(feats)
-
-
-class OfflineDecoder(nn.Module):
-    """Tokens (B, L) -> waveform (B, L * up * hop), as ``toks_to_sig`` without trimming."""
-
-    def __init__(self, codec: nn.Module) -> None:
-        super().__init__()
-        self.codec = codec
-        self.head = _export_head(codec.decoder)
-
-    def forward(self, toks: Tensor) -> Tensor:
-        # quantizer.toks_to_codes, not codec.toks_to_codes: its range check would be
-        # traced as a constant; the runtime checks the range instead.
-        codes = self.codec.quantizer.toks_to_codes(toks)
-        with _traceable_core():
-            qfeats, _ = self.codec.decompressor(codes)
-            x, _ = self.codec.decoder.backbone(qfeats)
-        return self.head(x)
-
-
-# ---------------------------------------------------------------------------------------
-# Streaming graphs
-# ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _traceable_core(first: Tensor | None = None) -> Iterator[None]:
-    """Swap two helpers of ``focalcodec.modules.layers`` for the duration of a trace.
-
-    * ``conv_time`` picks a kernel from the input shape with Python branches, which a
-      trace would freeze at the dummy shape: use the plain convolution it stands for.
-    * ``extend_left`` (streaming only) invents the start-of-stream past when given None;
-      a graph has no None, so select between that past and the given context with the
-      boolean tensor ``first``.
-
-    Each module under ``focalcodec.modules`` that imported a helper gets the swap.
-    """
-    swaps = {"conv_time": _plain_conv_time}
-    if first is not None:
-        swaps["extend_left"] = _flagged_extend_left(first, _layers.extend_left)
-    patched = []
-    for name, module in list(sys.modules.items()):
-        if name.startswith("focalcodec.modules.") and module is not None:
-            for attr in swaps:
-                if getattr(module, attr, None) is getattr(_layers, attr):
-                    patched.append((module, attr, getattr(module, attr)))
-    try:
-        for module, attr, _ in patched:
-            setattr(module, attr, swaps[attr])
-        yield
-    finally:
-        for module, attr, original in patched:
-            setattr(module, attr, original)
-
-
-def _plain_conv_time(conv: nn.Module, x: Tensor) -> Tensor:
-    if isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d)):
-        return conv(x.transpose(1, 2)).transpose(1, 2)
-    return conv(x)
-
-
-def _flagged_extend_left(first: Tensor, original):
-    def extend_left(x, context, size, mode="replicate"):
-        if size > 0 and context is not None:
-            if mode == "replicate":
-                start = x[:, :1].expand(-1, size, -1)
-            else:
-                start = torch.zeros_like(context)
-            context = torch.where(first, start, context)
-        return original(x, context, size, mode)
-
-    return extend_left
 
 
 # ---------------------------------------------------------------------------------------
@@ -348,6 +309,50 @@ def _encoder_step(wavlm: nn.Module, sig: Tensor, state: WavLMState, first: Tenso
         caches.append(cache.index_select(1, torch.remainder(rows + shift, window)))
     position = (position + x.shape[1]).clamp(max=window - chunk)
     return x, WavLMState(position, [*cnn, pos_context], caches)
+
+
+# ---------------------------------------------------------------------------------------
+# Offline graphs
+# ---------------------------------------------------------------------------------------
+
+
+class OfflineEncoder(nn.Module):
+    """Waveform (B, N) at ``sample_rate_input`` -> tokens (B, L), as ``sig_to_toks``."""
+
+    def __init__(self, codec: nn.Module) -> None:
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, sig: Tensor) -> Tensor:
+        wavlm = self.codec.encoder
+        with _traceable_core():
+            x, _ = wavlm.feature_extractor(sig.unsqueeze(-1), None, wavlm.causal)
+            x = wavlm.dropout(wavlm.feature_proj(wavlm.norm(x)))
+            feats = _offline_transformer(wavlm, x)
+            return self.codec.feats_to_toks(feats)
+
+
+class OfflineDecoder(nn.Module):
+    """Tokens (B, L) -> waveform (B, L * up * hop), as ``toks_to_sig`` without trimming."""
+
+    def __init__(self, codec: nn.Module) -> None:
+        super().__init__()
+        self.codec = codec
+        self.head = _export_head(codec.decoder)
+
+    def forward(self, toks: Tensor) -> Tensor:
+        # quantizer.toks_to_codes, not codec.toks_to_codes: its range check would be
+        # traced as a constant; the runtime checks the range instead.
+        codes = self.codec.quantizer.toks_to_codes(toks)
+        with _traceable_core():
+            qfeats, _ = self.codec.decompressor(codes)
+            x, _ = self.codec.decoder.backbone(qfeats)
+        return self.head(x)
+
+
+# ---------------------------------------------------------------------------------------
+# Streaming graphs
+# ---------------------------------------------------------------------------------------
 
 
 def _rebuild(node: Any, prefix: str, flat: dict[str, Tensor]) -> Any:
@@ -538,11 +543,13 @@ def export_onnx(
             "have streaming graphs"
         )
     directory = Path(directory)
-    jobs = _offline_jobs(codec) + (_stream_jobs(codec) if streaming else [])
-    for path in [directory / MANIFEST_NAME] + [directory / j[0] for j in jobs]:
+    names = ["encoder", "decoder"] + (["stream_encoder", "stream_decoder"] * streaming)
+    for path in [directory / MANIFEST_NAME] + [directory / f"{n}.onnx" for n in names]:
         check_output(path, force=force)
     manifest = _describe(codec, opset)
+    # Tracing needs ordinary tensors, also when the caller is in inference mode.
     with torch.inference_mode(False), torch.no_grad():
+        jobs = _offline_jobs(codec) + (_stream_jobs(codec) if streaming else [])
         for file, module, args, spec in jobs:
             _trace(module, args, directory / file, spec, opset, force)
             name = file.removesuffix(".onnx")

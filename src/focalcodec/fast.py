@@ -9,9 +9,12 @@ decoded audio) are in ``docs/performance.md``.
 mode       device  what changes
 =========  ======  ========================================================================
 exact      any     nothing (the model is returned as is, in eval mode)
-int8       CPU     Linear layers (and kernel-1 convolutions, rewritten as Linear) use int8
-                   weights per output channel and dynamically quantized int8 activations
-                   (``torch.ao`` dynamic quantization, fbgemm/x86 kernels)
+int8       CPU     Linear layers, and convolutions rewritten as matrix products (all but
+                   the depthwise ones and the first WavLM conv), use int8 weights per
+                   output channel and dynamically quantized int8 activations (``torch.ao``
+                   dynamic quantization, fbgemm/x86 kernels); batch items run one by one
+                   so that an item's result never depends on its batch mates
+int8-decoder CPU   the same for the decompressor and decoder only: tokens stay exact
 bf16       GPU     the four networks run under ``torch.autocast`` in bfloat16; outputs are
                    returned in float32
 fp16       GPU     the same in float16
@@ -43,7 +46,12 @@ from .errors import InputError
 
 __all__ = ["MODES", "optimize"]
 
-MODES = ("exact", "int8", "bf16", "fp16", "compile")
+MODES = ("exact", "int8", "int8-decoder", "bf16", "fp16", "compile")
+# Which networks each int8 mode quantizes.
+_INT8_PARTS = {
+    "int8": ("encoder", "compressor", "decompressor", "decoder"),
+    "int8-decoder": ("decompressor", "decoder"),
+}
 # Components that run under autocast / torch.compile (the quantizer has no weights).
 _NETWORKS = ("encoder", "compressor", "decompressor", "decoder")
 # Layers that stay in float32 in the int8 mode (see the module docstring).
@@ -51,7 +59,10 @@ _KEEP_FLOAT = ("compressor.out_proj",)
 
 
 def optimize(
-    codec: nn.Module, mode: str = "int8", device: str | None = None, inplace: bool = False
+    codec: nn.Module,
+    mode: str = "int8",
+    device: str | None = None,
+    inplace: bool = False,
 ) -> nn.Module:
     """Return ``codec`` prepared for a fast mode (see the module docstring).
 
@@ -72,14 +83,16 @@ def optimize(
     The prepared model, in eval mode, with the same methods as ``codec``.
     """
     if mode not in MODES:
-        raise InputError(f"unknown fast mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise InputError(
+            f"unknown fast mode {mode!r}; choose one of {', '.join(MODES)}"
+        )
     weight = next(codec.parameters())
     device = torch.device(device) if device is not None else weight.device
     _check_device(mode, device)
     model = codec if inplace else copy.deepcopy(codec)
     model = model.to(device).eval()
-    if mode == "int8":
-        _quantize_int8(model)
+    if mode in _INT8_PARTS:
+        _quantize_int8(model, _INT8_PARTS[mode])
     elif mode in ("bf16", "fp16"):
         dtype = torch.bfloat16 if mode == "bf16" else torch.float16
         for name in _NETWORKS:
@@ -94,9 +107,9 @@ def optimize(
 
 
 def _check_device(mode: str, device: torch.device) -> None:
-    if mode == "int8" and device.type != "cpu":
+    if mode in _INT8_PARTS and device.type != "cpu":
         raise InputError(
-            f"fast mode 'int8' runs on CPU only, not {device}; use 'bf16' or 'fp16' on "
+            f"fast mode {mode!r} runs on CPU only, not {device}; use 'bf16' or 'fp16' on "
             "a GPU"
         )
     if mode in ("bf16", "fp16") and device.type == "cpu":
@@ -111,15 +124,18 @@ def _check_device(mode: str, device: torch.device) -> None:
 # -- int8 ---------------------------------------------------------------------------------
 
 
-def _quantize_int8(model: nn.Module) -> None:
-    """Rewrite kernel-1 convolutions as Linear, then quantize every Linear but a few."""
-    _pointwise_convs_to_linear(model)
+def _quantize_int8(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Quantize the Linear layers (and convolutions, as matmuls) under ``prefixes``."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    for prefix in prefixes:
+        _convs_to_linear(getattr(model, prefix))
     targets = {
         name: per_channel_dynamic_qconfig
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and name not in _KEEP_FLOAT
+        if isinstance(module, nn.Linear)
+        and name.startswith(prefixes)
+        and name not in _KEEP_FLOAT
     }
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, but it is the only
@@ -127,39 +143,120 @@ def _quantize_int8(model: nn.Module) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
-
-
-def _pointwise_convs_to_linear(model: nn.Module) -> None:
-    """Swap kernel-1, stride-1 Conv1d / ConvTranspose1d for equivalent nn.Linear.
-
-    The modules call convolutions through :func:`focalcodec.modules.layers.conv_time`,
-    which applies a non-convolution module to channel-last input directly.
-    """
     for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if (
+                type(child).__name__ == "Linear"
+                and child is not None
+                and _is_qlinear(child)
+            ):
+                setattr(parent, name, _PerItem(child))
+
+
+def _is_qlinear(module: nn.Module) -> bool:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    return isinstance(module, DynamicLinear)
+
+
+def _convs_to_linear(root: nn.Module) -> None:
+    """Replace convolutions that are matrix products in disguise by Linear modules.
+
+    Kernel-1 convolutions become an ``nn.Linear``; dense or grouped convolutions with a
+    kernel become :class:`_UnfoldLinear`; depthwise ones stay (they are cheap and have
+    no matrix product to quantize). The modules call convolutions through
+    :func:`focalcodec.modules.layers.conv_time`, which applies a non-convolution module
+    to channel-last input directly.
+    """
+    for parent in list(root.modules()):
         for name, child in list(parent.named_children()):
             linear = _as_linear(child)
             if linear is not None:
                 setattr(parent, name, linear)
 
 
-def _as_linear(conv: nn.Module) -> nn.Linear | None:
+def _as_linear(conv: nn.Module) -> nn.Module | None:
     if not isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d)):
         return None
-    plain = conv.padding == (0,) and conv.dilation == (1,) and conv.groups == 1
-    if not (plain and conv.kernel_size == (1,) and conv.stride == (1,)):
+    if conv.padding != (0,) or conv.dilation != (1,):
         return None
-    weight = conv.weight[:, :, 0]
+    weight = conv.weight
     if isinstance(conv, nn.ConvTranspose1d):
-        if conv.output_padding != (0,):
+        plain = conv.groups == 1 and conv.output_padding == (0,)
+        if not (plain and conv.kernel_size == (1,) and conv.stride == (1,)):
             return None
-        weight = weight.T  # stored (in, out, k)
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=conv.bias is not None)
+        return _linear(weight[:, :, 0].T, conv.bias)  # stored (in, out, k)
+    depthwise = conv.groups == conv.in_channels == conv.out_channels
+    if depthwise or conv.in_channels == 1:
+        return None
+    if conv.kernel_size == (1,) and conv.stride == (1,) and conv.groups == 1:
+        return _linear(weight[:, :, 0], conv.bias)
+    return _UnfoldLinear(conv)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     linear = linear.to(device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         linear.weight.copy_(weight)
-        if conv.bias is not None:
-            linear.bias.copy_(conv.bias)
+        if bias is not None:
+            linear.bias.copy_(bias)
     return linear
+
+
+class _UnfoldLinear(nn.Module):
+    """A convolution as unfold + one Linear per group, on channel-last input.
+
+    Input (B, T, C_in), output (B, T', C_out), as :func:`conv_time` expects. Long
+    inputs go through in blocks of output frames to bound the unfolded copy.
+    """
+
+    block = 2048
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        (self.kernel,), (self.stride,) = conv.kernel_size, conv.stride
+        self.groups = conv.groups
+        out_per_group = conv.out_channels // conv.groups
+        bias = conv.bias
+        self.linears = nn.ModuleList(
+            _linear(
+                conv.weight[g * out_per_group : (g + 1) * out_per_group].flatten(1),
+                None
+                if bias is None
+                else bias[g * out_per_group : (g + 1) * out_per_group],
+            )
+            for g in range(conv.groups)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = (x.shape[1] - self.kernel) // self.stride + 1
+        pieces = []
+        for start in range(0, frames, self.block):
+            stop = min(start + self.block, frames)
+            span = x[:, start * self.stride : (stop - 1) * self.stride + self.kernel]
+            windows = span.unfold(1, self.kernel, self.stride)  # (B, n, C_in, k)
+            windows = windows.reshape(*windows.shape[:2], self.groups, -1)
+            outs = [lin(windows[:, :, g]) for g, lin in enumerate(self.linears)]
+            pieces.append(outs[0] if self.groups == 1 else torch.cat(outs, dim=-1))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+
+
+class _PerItem(nn.Module):
+    """Run a dynamically quantized layer on one batch item at a time.
+
+    Dynamic quantization picks one activation scale per call; running items alone keeps
+    an item's result independent of its batch mates (batch invariance).
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3 or x.shape[0] == 1:
+            return self.inner(x)
+        return torch.cat([self.inner(item) for item in x.split(1)], dim=0)
 
 
 # -- autocast -----------------------------------------------------------------------------

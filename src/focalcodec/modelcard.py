@@ -40,10 +40,12 @@ def card(model: Any) -> dict[str, Any]:
     chunk_size, latency in ms, token_rate, bits_per_token, codebook_size, bitrate in
     bit/s) and config_hash.
     """
+    from .onnx_backend import OnnxCodec
+
     if isinstance(model, (str, Path)):
         name = str(model)
         codec = _skeleton(name)
-    elif hasattr(model, "manifest"):
+    elif isinstance(model, OnnxCodec):
         return _onnx_card(model)
     else:
         codec = model
@@ -98,14 +100,11 @@ def render(model: Any) -> str:
         ("config hash", info["config_hash"]),
     ]
     params = info["params"]
-    if params:
-        rows.append(
-            ("parameters", f"{params['total']:,} ({params['total'] / 1e6:.1f} M)")
-        )
-        for slot in SLOTS:
-            if slot in params:
-                label = f"  {slot} ({info['components'].get(slot, '?')})"
-                rows.append((label, f"{params[slot]:,}"))
+    rows.append(("parameters", f"{params['total']:,} ({params['total'] / 1e6:.1f} M)"))
+    for slot in SLOTS:
+        if slot in params:
+            label = f"  {slot} ({info['components'][slot]})"
+            rows.append((label, f"{params[slot]:,}"))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 

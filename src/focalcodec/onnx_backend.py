@@ -26,6 +26,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from .errors import (
     AudioError,
@@ -198,7 +200,12 @@ class OnnxCodec:
         """Waveform (B, N) or (N,) at ``sample_rate_input`` -> int64 tokens (B, L)."""
         array, like = _to_numpy(sig)
         array = self._check_sig(array)
-        encode = self._runner("encoder", "sig")
+        run = self._runner("encoder", "sig")
+
+        def encode(part: np.ndarray) -> np.ndarray:
+            # With ``length``, an item's valid part may be shorter than the whole.
+            return run(self._check_sig(part))
+
         return _like(_per_item(encode, array, length), like)
 
     def sig_to_codes(self, sig, length=None):
@@ -411,15 +418,9 @@ def _open_session(path: Path, threads: int | None, providers: list[str]):
     return ort.InferenceSession(str(path), options, providers=providers)
 
 
-def _to_numpy(x) -> tuple[np.ndarray, Any]:
-    """An array view of ``x`` and a template to give results the caller's type."""
-    if isinstance(x, np.ndarray):
-        return x, None
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        torch = None
-    if torch is not None and torch.is_tensor(x):
+def _to_numpy(x) -> tuple[np.ndarray, Tensor | None]:
+    """An array view of ``x`` and, for a tensor, the tensor (to return the same kind)."""
+    if torch.is_tensor(x):
         return x.detach().cpu().numpy(), x
     try:
         return np.asarray(x), None
@@ -429,11 +430,9 @@ def _to_numpy(x) -> tuple[np.ndarray, Any]:
         ) from None
 
 
-def _like(array: np.ndarray, like: Any):
+def _like(array: np.ndarray, like: Tensor | None):
     if like is None:
         return array
-    import torch
-
     return torch.from_numpy(np.ascontiguousarray(array)).to(like.device)
 
 
