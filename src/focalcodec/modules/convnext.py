@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .layers import conv_time, extend_left, same_pad
 
-__all__ = ["ConvNeXtBackbone"]
+__all__ = ["ConvNeXtBackbone", "ConvNeXtDecoder"]
 
 
 class ConvNeXtBlock(nn.Module):
@@ -78,3 +78,44 @@ class ConvNeXtBackbone(nn.Module):
             contexts.append(ctx)
             x = layer(x, padded)
         return self.output_norm(x), contexts if self.causal else None
+
+
+class ConvNeXtDecoder(nn.Module):
+    """Backbone + waveform head; Vocos and WaveNeXt differ only in the head and padding.
+
+    Subclasses set ``head``. Input (B, T, input_dim), output (B, T * hop_length).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_layers: int,
+        dim: int,
+        ffn_dim: int,
+        kernel_size: int,
+        layerscale_init: float | None,
+        hop_length: int,
+        causal: bool,
+        causal_pad: str,
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.upsample_factor = hop_length
+        self.chunk_size = 1
+        self.backbone = ConvNeXtBackbone(
+            input_dim,
+            dim,
+            ffn_dim,
+            num_layers,
+            kernel_size,
+            layerscale_init,
+            causal,
+            causal_pad,
+        )
+
+    def forward(
+        self, feats: Tensor, state: list | None = None
+    ) -> tuple[Tensor, list | None]:
+        """(B, T, input_dim) -> waveform (B, T * hop) and the backbone contexts."""
+        x, state = self.backbone(feats, state)
+        return self.head(x), state

@@ -249,6 +249,35 @@ class FocalUpScale(nn.Module):
         return x, [*(block_ctx or []), ctx]
 
 
+# Options shared by every focal block of a compressor or decompressor.
+_FOCAL_OPTIONS = (
+    "focal_window",
+    "focal_level",
+    "focal_factor",
+    "dropout",
+    "use_post_norm",
+    "use_layerscale",
+    "layerscale_init",
+    "tanhscale_init",
+    "normalize_modulator",
+    "causal",
+)
+
+
+def _focal_options(arguments: dict) -> dict:
+    """The focal-block keyword arguments among a constructor's ``locals()``."""
+    return {name: arguments[name] for name in _FOCAL_OPTIONS}
+
+
+def _run_layers(layers: nn.ModuleList, x: Tensor, state: list | None):
+    """Apply resampling focal layers in turn, threading each one's streaming state."""
+    new_state = []
+    for i, layer in enumerate(layers):
+        x, ctx = layer(x, state[i] if state else None)
+        new_state.append(ctx)
+    return x, new_state
+
+
 class FocalEncoder(nn.Module):
     """Compressor: features (B, F, input_dim) -> unnormalised latents (B, L, output_dim)."""
 
@@ -272,19 +301,8 @@ class FocalEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.causal = causal
-        block = dict(
-            focal_window=focal_window,
-            focal_level=focal_level,
-            focal_factor=focal_factor,
-            dropout=dropout,
-            use_post_norm=use_post_norm,
-            use_layerscale=use_layerscale,
-            layerscale_init=layerscale_init,
-            tanhscale_init=tanhscale_init,
-            normalize_modulator=normalize_modulator,
-            causal=causal,
-            window_size=window_size,
-        )
+        block = _focal_options(locals())
+        block["window_size"] = window_size
         pairs = list(zip(hidden_dims, downscale_factors))
         in_dims = [input_dim, *[h for h, _ in pairs[:-1]]]
         self.layers = nn.ModuleList(
@@ -299,11 +317,7 @@ class FocalEncoder(nn.Module):
         self, feats: Tensor, state: list | None = None
     ) -> tuple[Tensor, list | None]:
         """(B, F, input_dim) -> (B, L, output_dim) and per-layer contexts (causal)."""
-        x = feats
-        new_state = []
-        for i, layer in enumerate(self.layers):
-            x, ctx = layer(x, state[i] if state else None)
-            new_state.append(ctx)
+        x, new_state = _run_layers(self.layers, feats, state)
         lats = self.out_proj(self.dropout(x))
         return lats, new_state if self.causal else None
 
@@ -333,18 +347,7 @@ class FocalDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.causal = causal
-        block = dict(
-            focal_window=focal_window,
-            focal_level=focal_level,
-            focal_factor=focal_factor,
-            dropout=dropout,
-            use_post_norm=use_post_norm,
-            use_layerscale=use_layerscale,
-            layerscale_init=layerscale_init,
-            tanhscale_init=tanhscale_init,
-            normalize_modulator=normalize_modulator,
-            causal=causal,
-        )
+        block = _focal_options(locals())
         dims = [*hidden_dims, output_dim]
         self.in_proj = nn.Linear(input_dim, dims[0])
         self.dropout = nn.Dropout(dropout)
@@ -373,11 +376,9 @@ class FocalDecoder(nn.Module):
         self, codes: Tensor, state: list | None = None
     ) -> tuple[Tensor, list | None]:
         """(B, L, input_dim) -> (B, L * up, output_dim) and per-layer contexts (causal)."""
-        x = self.dropout(self.in_proj(codes))
-        new_state = []
-        for i, layer in enumerate(self.layers):
-            x, ctx = layer(x, state[i] if state else None)
-            new_state.append(ctx)
+        x, new_state = _run_layers(
+            self.layers, self.dropout(self.in_proj(codes)), state
+        )
         if self.refiner is not None:
             x = self.refiner(x)
         return x, new_state if self.causal else None

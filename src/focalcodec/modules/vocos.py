@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .convnext import ConvNeXtBackbone
+from .convnext import ConvNeXtDecoder
 
 __all__ = ["Vocos"]
 
@@ -74,7 +74,7 @@ class ISTFTHead(nn.Module):
         return self.istft(spec)
 
 
-class Vocos(nn.Module):
+class Vocos(ConvNeXtDecoder):
     """Vocos decoder: features (B, T, input_dim) -> waveform (B, T * hop_length).
 
     ``input_channels`` (alias of ``input_dim``) and ``padding`` (ignored) come from the
@@ -95,7 +95,6 @@ class Vocos(nn.Module):
         input_channels: int | None = None,
         padding: int | None = None,
     ) -> None:
-        super().__init__()
         if input_channels is not None:
             warnings.warn(
                 "decoder_config 'input_channels' is deprecated; use 'input_dim'",
@@ -109,24 +108,15 @@ class Vocos(nn.Module):
                 DeprecationWarning,
                 stacklevel=2,
             )
-        self.causal = causal
-        self.upsample_factor = hop_length
-        self.chunk_size = 1
-        self.backbone = ConvNeXtBackbone(
+        super().__init__(
             input_dim,
+            num_layers,
             dim,
             ffn_dim,
-            num_layers,
             kernel_size,
             layerscale_init,
+            hop_length,
             causal,
             causal_pad="replicate",
         )
         self.head = ISTFTHead(dim, n_fft, hop_length, causal)
-
-    def forward(
-        self, feats: Tensor, state: list | None = None
-    ) -> tuple[Tensor, list | None]:
-        """(B, T, input_dim) -> waveform (B, T * hop) and the backbone contexts."""
-        x, state = self.backbone(feats, state)
-        return self.head(x), state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .convnext import ConvNeXtBackbone
+from .convnext import ConvNeXtDecoder
 
 __all__ = ["WaveNeXt"]
 
@@ -21,7 +21,7 @@ class WaveNeXtHead(nn.Module):
         return self.proj(x).reshape(x.shape[0], -1).clamp(-1.0, 1.0)
 
 
-class WaveNeXt(nn.Module):
+class WaveNeXt(ConvNeXtDecoder):
     """WaveNeXt decoder: features (B, T, input_dim) -> waveform (B, T * hop_length).
 
     With hop 480 on 50 Hz features it produces 24 kHz audio.
@@ -38,25 +38,15 @@ class WaveNeXt(nn.Module):
         hop_length: int = 480,
         causal: bool = False,
     ) -> None:
-        super().__init__()
-        self.causal = causal
-        self.upsample_factor = hop_length
-        self.chunk_size = 1
-        self.backbone = ConvNeXtBackbone(
+        super().__init__(
             input_dim,
+            num_layers,
             dim,
             ffn_dim,
-            num_layers,
             kernel_size,
             layerscale_init,
+            hop_length,
             causal,
             causal_pad="zeros",
         )
         self.head = WaveNeXtHead(dim, hop_length)
-
-    def forward(
-        self, feats: Tensor, state: list | None = None
-    ) -> tuple[Tensor, list | None]:
-        """(B, T, input_dim) -> waveform (B, T * hop) and the backbone contexts."""
-        x, state = self.backbone(feats, state)
-        return self.head(x), state
