@@ -21,7 +21,6 @@ from .cli import (
     DEFAULT_MODEL,
     FCZ_SUFFIX,
     Item,
-    ModelCache,
     Outcome,
     UsageError,
     _model_option,
@@ -33,6 +32,14 @@ from .cli import (
     read_input,
     run_batch,
     write_output,
+)
+from .cli_backend import (
+    Models,
+    add_backend_option,
+    add_details_option,
+    open_models,
+    refuse_onnx,
+    run_details,
 )
 from .compress import (
     check_model,
@@ -181,11 +188,12 @@ def _check_audio_output(args: argparse.Namespace) -> None:
 def add_encode(parser: argparse.ArgumentParser) -> None:
     _io_arguments(parser, "audio files (wav, flac, ogg, mp3, any rate)", "a .fcz file")
     _model_option(parser, DEFAULT_MODEL)
+    add_backend_option(parser)
 
 
 def run_encode(args: argparse.Namespace) -> int:
     items = plan(args.inputs, args.output, AUDIO_SUFFIXES, FCZ_SUFFIX, force=args.force)
-    models = ModelCache(args.device)
+    models = open_models(args)
 
     def work(chunk: list[Item]) -> Outcome:
         codec = models.get(args.model)
@@ -204,6 +212,7 @@ def run_encode(args: argparse.Namespace) -> int:
 def add_decode(parser: argparse.ArgumentParser) -> None:
     _io_arguments(parser, ".fcz files", "an audio file")
     _model_option(parser, None)
+    add_backend_option(parser)
     _audio_out_arguments(parser)
 
 
@@ -212,7 +221,7 @@ def run_decode(args: argparse.Namespace) -> int:
     items = plan(
         args.inputs, args.output, (FCZ_SUFFIX,), _out_suffix(args), force=args.force
     )
-    models = ModelCache(args.device)
+    models = open_models(args)
 
     def work(item: Item) -> None:
         source = read_input(item)
@@ -229,9 +238,7 @@ def run_decode(args: argparse.Namespace) -> int:
     return run_batch(items, per_item(work), quiet=args.quiet)
 
 
-def _codec_for(
-    header: bitstream.Header, spec: str | None, models: ModelCache, name: str
-):
+def _codec_for(header: bitstream.Header, spec: str | None, models: Models, name: str):
     """The --model codec, or the one the header names; checked against the header."""
     if spec is None:
         if not header.model_name:
@@ -248,6 +255,7 @@ def _codec_for(
 def add_resynth(parser: argparse.ArgumentParser) -> None:
     _io_arguments(parser, "audio files", "an audio file")
     _model_option(parser, DEFAULT_MODEL)
+    add_backend_option(parser)
     _audio_out_arguments(parser)
 
 
@@ -256,7 +264,7 @@ def run_resynth(args: argparse.Namespace) -> int:
     items = plan(
         args.inputs, args.output, AUDIO_SUFFIXES, _out_suffix(args), force=args.force
     )
-    models = ModelCache(args.device)
+    models = open_models(args)
 
     def work(chunk: list[Item]) -> Outcome:
         codec = models.get(args.model)
@@ -306,12 +314,14 @@ def add_vc(parser: argparse.ArgumentParser) -> None:
         "--topk", type=int, default=4, help="neighbours averaged per frame (default: 4)"
     )
     _model_option(parser, DEFAULT_MODEL)
+    add_backend_option(parser)
     _audio_out_arguments(parser)
 
 
 def run_vc(args: argparse.Namespace) -> int:
     from .vc import load_bank, matching_set_from_files, save_bank
 
+    refuse_onnx(args, "vc", "the ONNX export has no kNN matching")
     if bool(args.bank) == bool(args.reference):
         raise UsageError("give either --reference FILES_OR_DIRS or --bank FILE")
     if not args.inputs and not args.save_bank:
@@ -322,7 +332,7 @@ def run_vc(args: argparse.Namespace) -> int:
         items = plan(
             args.inputs, args.output, suffixes, _out_suffix(args), force=args.force
         )
-    models = ModelCache(args.device)
+    models = open_models(args)
     codec = models.get(args.model)
     if args.bank:
         bank = load_bank(args.bank, codec)
@@ -385,13 +395,14 @@ def add_tokenize(parser: argparse.ArgumentParser) -> None:
         "--shard-size", type=int, default=256, help="items per shard (default: 256)"
     )
     _model_option(parser, DEFAULT_MODEL)
+    add_backend_option(parser)
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
     from .shards import ShardWriter
 
     items = _tokenize_items(Path(args.source))
-    models = ModelCache(args.device)
+    models = open_models(args)
     codec = models.get(args.model)
     header = header_for(codec)
     meta = {
@@ -528,11 +539,14 @@ def _print_summary(name: str, s: dict[str, Any]) -> None:
 
 def add_models(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per model")
+    add_details_option(parser)
 
 
 def run_models(args: argparse.Namespace) -> int:
     from .config import packaged_config, packaged_names
 
+    if args.details:
+        return run_details(args)
     rows = [model_properties(name, packaged_config(name)) for name in packaged_names()]
     if args.json:
         for row in rows:
