@@ -65,7 +65,7 @@ class OursAdapter:
         if job["mode"] != "exact":
             from focalcodec.fast import optimize
 
-            codec = optimize(codec, job["mode"], device=job["device"])
+            codec = optimize(codec, job["mode"], device=job["device"], inplace=True)
         self.codec = codec.to(job["device"])
         self.causal = codec.causal
         self._steps = (encode_step, decode_step)
@@ -244,7 +244,12 @@ def speech_files(count: int) -> list[Path]:
             groups.setdefault(group, []).append(root / entry["path"])
     # Round-robin over sources (clean, other, noisy, languages), first files first.
     order = [sorted(files) for _, files in sorted(groups.items())]
-    picked = [files[i] for i in range(max(map(len, order))) for files in order if i < len(files)]
+    picked = [
+        files[i]
+        for i in range(max(map(len, order)))
+        for files in order
+        if i < len(files)
+    ]
     return picked[:count]
 
 
@@ -258,11 +263,22 @@ def task_agreement(model, job: dict, clock: Clock) -> dict:
     from focalcodec.fast import optimize
 
     exact = model.codec
-    fast = optimize(copy.deepcopy(exact), job["fast_mode"], device=job["device"])
+    fast = optimize(
+        copy.deepcopy(exact), job["fast_mode"], device=job["device"], inplace=True
+    )
     files, toks_same, bits_same, dec_snr, e2e_snr = [], [], [], [], []
+    stream_same = []
     for path in speech_files(job["agreement_files"]):
-        sig = torch.from_numpy(load_audio(path, SAMPLE_RATE).sig)[None].to(job["device"])
+        sig = torch.from_numpy(load_audio(path, SAMPLE_RATE).sig)[None].to(
+            job["device"]
+        )
+        if exact.causal:
+            # Exact streaming equals exact offline; the fast mode streams chunk by chunk.
+            sig = sig[:, : sig.shape[1] // job["chunk"] * job["chunk"]]
+            streamed = stream_tokens(fast, sig, job["chunk"])
         toks = exact.sig_to_toks(sig)
+        if exact.causal:
+            stream_same.append(float((toks == streamed).float().mean()))
         toks_fast = fast.sig_to_toks(sig)
         ref = exact.toks_to_sig(toks)
         same_bits = exact.toks_to_codes(toks) == exact.toks_to_codes(toks_fast)
@@ -273,6 +289,9 @@ def task_agreement(model, job: dict, clock: Clock) -> dict:
         e2e_snr.append(snr_db(ref, fast.toks_to_sig(toks_fast)))
     return {
         "files": files,
+        "stream_tokens_identical": statistics.mean(stream_same)
+        if stream_same
+        else None,
         "tokens_identical": statistics.mean(toks_same),
         "bits_identical": statistics.mean(bits_same),
         "decoder_snr_db": statistics.mean(dec_snr),
@@ -283,6 +302,19 @@ def task_agreement(model, job: dict, clock: Clock) -> dict:
             "roundtrip_snr_db": e2e_snr,
         },
     }
+
+
+def stream_tokens(codec, sig, chunk: int):
+    """Tokens of ``sig`` (1, N) encoded chunk by chunk with ``encode_step``."""
+    import torch
+
+    from focalcodec.streaming import encode_step
+
+    state, toks = None, []
+    for piece in sig.split(chunk, dim=1):
+        t, _, state = encode_step(codec, piece, state)
+        toks.append(t)
+    return torch.cat(toks, dim=1)
 
 
 def snr_db(ref, test) -> float:
@@ -384,9 +416,14 @@ def make_jobs(args: argparse.Namespace) -> list[dict]:
                     durations = args.seconds if task == "offline" else [None]
                     for seconds in durations:
                         for impl, mode in impls:
-                            if task == "agreement" and (impl, mode) != ("ours", "exact"):
+                            if task == "agreement" and (impl, mode) != (
+                                "ours",
+                                "exact",
+                            ):
                                 continue
-                            jobs += _jobs(args, impl, mode, config, device, task, seconds)
+                            jobs += _jobs(
+                                args, impl, mode, config, device, task, seconds
+                            )
     return jobs
 
 
@@ -472,6 +509,7 @@ def merge(records: list[dict]) -> dict:
             row["agree"] = res["tokens_identical"]
             row["dec_snr"] = res["decoder_snr_db"]
             row["rt_snr"] = res["roundtrip_snr_db"]
+            row["stream_agree"] = res["stream_tokens_identical"]
         elif job["task"] == "batch":
             _best(row, "enc_xrt", -res["encode_x_realtime"])
             _best(row, "dec_xrt", -res["decode_x_realtime"])
@@ -490,9 +528,15 @@ def render(table: dict, seconds: list[float]) -> str:
     cols += [(f"rss{int(seconds[0])}", f"RSS {int(seconds[0])}s MB", "{:.0f}")]
     cols += [("p50", "chunk p50 ms", "{:.1f}"), ("p99", "chunk p99 ms", "{:.1f}")]
     cols += [("rss_stream", "RSS strm MB", "{:.0f}")]
-    cols += [("enc_xrt", "batch enc xRT", "{:.1f}"), ("dec_xrt", "batch dec xRT", "{:.1f}")]
+    cols += [
+        ("enc_xrt", "batch enc xRT", "{:.1f}"),
+        ("dec_xrt", "batch dec xRT", "{:.1f}"),
+    ]
     cols += [("agree", "tokens same", "{:.3f}"), ("dec_snr", "dec SNR dB", "{:.1f}")]
-    cols += [("rt_snr", "e2e SNR dB", "{:.1f}")]
+    cols += [
+        ("rt_snr", "e2e SNR dB", "{:.1f}"),
+        ("stream_agree", "strm tok same", "{:.3f}"),
+    ]
     head = ["impl", "config", "device", *[c[1] for c in cols]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (impl, config, device), row in table.items():
@@ -513,13 +557,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    p.add_argument("--modes", nargs="+", default=["exact"], help="exact and/or fast modes")
+    p.add_argument(
+        "--modes", nargs="+", default=["exact"], help="exact and/or fast modes"
+    )
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu (+ cuda)")
     p.add_argument("--seconds", nargs="+", type=float, default=[10.0, 60.0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5, help="timed calls, short inputs")
     p.add_argument("--repeats-long", type=int, default=2, help="timed calls, > 20 s")
-    p.add_argument("--stream-warmup", type=int, default=130, help="chunks before timing")
+    p.add_argument(
+        "--stream-warmup", type=int, default=130, help="chunks before timing"
+    )
     p.add_argument("--stream-chunks", type=int, default=100, help="timed chunks")
     p.add_argument("--batch", type=int, default=8, help="batch size on CPU")
     p.add_argument("--batch-size-gpu", type=int, default=64)

@@ -179,3 +179,6 @@ def test_bad_arguments(golden_dir, tmp_path) -> None:
         decode_long(codec, torch.zeros(1, 0, dtype=torch.long))
     with pytest.raises(AudioError, match="cannot read"):
         AudioFileSignal(tmp_path / "missing.wav")
+    sf.write(tmp_path / "48k.wav", np.zeros(4800, np.float32), 48000)
+    with pytest.raises(AudioError, match="48000 Hz"):
+        encode_long(codec, AudioFileSignal(tmp_path / "48k.wav"))

@@ -78,10 +78,11 @@ def test_voice_conversion_and_quiet(model_dir, wav, tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("4 blocks of 80 ms")
 
 
-def test_existing_output_is_kept(model_dir, wav, tmp_path, capsys):
+@pytest.mark.parametrize("option", ["-o", "--stats"])
+def test_existing_output_is_kept(model_dir, wav, tmp_path, capsys, option):
     out = tmp_path / "out.wav"
     out.write_bytes(b"keep me")
-    assert main(["stream", str(wav), "-o", str(out), "-m", str(model_dir)]) == 2
+    assert main(["stream", str(wav), option, str(out), "-m", str(model_dir)]) == 2
     assert out.read_bytes() == b"keep me"
     assert "--force" in capsys.readouterr().err
 

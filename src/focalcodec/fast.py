@@ -5,21 +5,20 @@ here return a model with the same API whose outputs are close but not identical;
 mode's measured speed and agreement with the exact model (identical tokens, SNR of the
 decoded audio) are in ``docs/performance.md``.
 
-=========  ======  ========================================================================
-mode       device  what changes
-=========  ======  ========================================================================
-exact      any     nothing (the model is returned as is, in eval mode)
-int8       CPU     Linear layers, and convolutions rewritten as matrix products (all but
-                   the depthwise ones and the first WavLM conv), use int8 weights per
-                   output channel and dynamically quantized int8 activations (``torch.ao``
-                   dynamic quantization, fbgemm/x86 kernels); batch items run one by one
-                   so that an item's result never depends on its batch mates
-int8-decoder CPU   the same for the decompressor and decoder only: tokens stay exact
-bf16       GPU     the four networks run under ``torch.autocast`` in bfloat16; outputs are
-                   returned in float32
-fp16       GPU     the same in float16
-compile    any     the four networks go through ``torch.compile``
-=========  ======  ========================================================================
+Modes (``device`` is where the mode makes sense):
+
+* ``exact`` (any): nothing changes; the model is returned in eval mode.
+* ``int8`` (CPU): Linear layers, and the convolutions that are matrix products in
+  disguise (all but the depthwise ones and the WavLM front-end), get int8 weights per
+  output channel and dynamically quantized int8 activations (``torch.ao`` dynamic
+  quantization, fbgemm/x86 kernels). Batch items run one at a time through quantized
+  layers, so an item's result never depends on its batch mates.
+* ``int8-decoder`` (CPU): the same for the decompressor and decoder only, so tokens stay
+  exact and only decoding is approximate.
+* ``bf16`` / ``fp16`` (GPU): the four networks run under ``torch.autocast``; their main
+  outputs are returned in float32.
+* ``compile`` (any): the four networks go through ``torch.compile`` (no gain measured on
+  CPU; see the docs).
 
 Example::
 
@@ -30,8 +29,8 @@ Example::
     fast = optimize(codec, "int8")  # a new model; ``codec`` is left untouched
     toks = fast.sig_to_toks(sig)
 
-The token sign is decided by the compressor's last projection, so every mode keeps that
-layer (``compressor.out_proj``, 1024 x 13 weights) in float32.
+The token signs come straight out of the compressor's last projection, so the int8 modes
+keep that small layer (``compressor.out_proj``, 1024 x 13 weights) in float32.
 """
 
 from __future__ import annotations
@@ -130,6 +129,9 @@ def _quantize_int8(model: nn.Module, prefixes: tuple[str, ...]) -> None:
 
     for prefix in prefixes:
         _convs_to_linear(getattr(model, prefix))
+    # The WavLM front-end convolutions run over hundreds of frames per call, where
+    # int8 matmuls (with the per-call activation quantization) were slower than
+    # oneDNN's float32 convolutions; they stay as they are.
     targets = {
         name: per_channel_dynamic_qconfig
         for name, module in model.named_modules()
@@ -168,7 +170,10 @@ def _convs_to_linear(root: nn.Module) -> None:
     :func:`focalcodec.modules.layers.conv_time`, which applies a non-convolution module
     to channel-last input directly.
     """
+    skip = set(getattr(root, "feature_extractor", nn.Module()).modules())
     for parent in list(root.modules()):
+        if parent in skip:
+            continue
         for name, child in list(parent.named_children()):
             linear = _as_linear(child)
             if linear is not None:
@@ -219,9 +224,12 @@ class _UnfoldLinear(nn.Module):
         self.groups = conv.groups
         out_per_group = conv.out_channels // conv.groups
         bias = conv.bias
+        # Windows are read as (k, C_in) so that the copy runs along channels; the
+        # weights (C_out, C_in / groups, k) are permuted once to match.
+        weight = conv.weight.transpose(1, 2)
         self.linears = nn.ModuleList(
             _linear(
-                conv.weight[g * out_per_group : (g + 1) * out_per_group].flatten(1),
+                weight[g * out_per_group : (g + 1) * out_per_group].flatten(1),
                 None
                 if bias is None
                 else bias[g * out_per_group : (g + 1) * out_per_group],
@@ -231,13 +239,16 @@ class _UnfoldLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = (x.shape[1] - self.kernel) // self.stride + 1
+        width = x.shape[2] // self.groups
         pieces = []
         for start in range(0, frames, self.block):
             stop = min(start + self.block, frames)
             span = x[:, start * self.stride : (stop - 1) * self.stride + self.kernel]
-            windows = span.unfold(1, self.kernel, self.stride)  # (B, n, C_in, k)
-            windows = windows.reshape(*windows.shape[:2], self.groups, -1)
-            outs = [lin(windows[:, :, g]) for g, lin in enumerate(self.linears)]
+            windows = span.unfold(1, self.kernel, self.stride).transpose(2, 3)
+            outs = [
+                lin(windows[..., g * width : (g + 1) * width].flatten(2))
+                for g, lin in enumerate(self.linears)
+            ]
             pieces.append(outs[0] if self.groups == 1 else torch.cat(outs, dim=-1))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 

@@ -244,6 +244,12 @@ def encode_long(
     Tokens (B, L), L as for ``codec.sig_to_toks`` on the whole input.
     """
     rows = _as_rows(sig)
+    rate = getattr(sig, "sample_rate", codec.sample_rate_input)
+    if rate != codec.sample_rate_input:
+        raise AudioError(
+            f"{getattr(sig, 'path', 'the input')} is at {rate} Hz but the model needs "
+            f"{codec.sample_rate_input} Hz: resample it first (focalcodec.audio.resample)"
+        )
     if codec.causal:
         return _encode_causal(codec, rows, chunk_seconds, progress)
     return _encode_windows(

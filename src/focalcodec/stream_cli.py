@@ -135,8 +135,9 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
         and Path(args.output).resolve() == Path(args.input).resolve()
     ):
         return "the output would overwrite the input"
-    if args.output and Path(args.output).exists() and not args.force:
-        return f"output {args.output} exists; pass --force to overwrite it"
+    for output in (args.output, args.stats):
+        if output and Path(output).exists() and not args.force:
+            return f"output {output} exists; pass --force to overwrite it"
     return None
 
 

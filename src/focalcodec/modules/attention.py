@@ -208,7 +208,8 @@ class GatedRelativeAttention(nn.Module):
         return self.out_proj(y), cache
 
 
-_BLOCK_BYTES = 64 * 2**20
+# Size of one block of the gated bias (and of a bias worth keeping for all layers).
+BLOCK_BYTES = 64 * 2**20
 
 
 def _rows(bias: Tensor | BiasRows, start: int, stop: int) -> Tensor:
@@ -222,7 +223,7 @@ def _query_block(row_size: int, frames: int) -> int:
     """Queries per attention block so that one gated bias block stays near 64 MB."""
     if torch.jit.is_tracing():
         return frames  # a traced graph must not freeze a length-dependent loop
-    return max(64, _BLOCK_BYTES // (4 * row_size))
+    return max(1, BLOCK_BYTES // (4 * row_size))
 
 
 def _update_cache(

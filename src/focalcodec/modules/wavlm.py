@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from . import attention as _attention
 from .attention import (
     BiasRows,
     GatedRelativeAttention,
@@ -328,6 +329,6 @@ def _position_bias(
     once) each layer rebuilds it block by block instead of keeping it all.
     """
     rows = relative.rows(start, frames, keys)
-    if relative.embedding_dim * frames * keys * 4 > 64 * 2**20:
+    if relative.embedding_dim * frames * keys * 4 > _attention.BLOCK_BYTES:
         return rows
     return rows.block(0, frames)
