@@ -18,7 +18,7 @@ from torch import nn
 from focalcodec import FocalCodec
 from focalcodec.audio import load_audio
 from focalcodec.errors import InputError
-from focalcodec.fast import MODES, optimize
+from focalcodec.fast import optimize
 from focalcodec.modules import attention
 from focalcodec.modules.layers import conv_time
 from focalcodec.streaming import decode_step, encode_step
@@ -153,14 +153,6 @@ def test_bad_mode_or_device(exact, mode, device, match) -> None:
         optimize(exact, mode, device=device)
 
 
-def test_modes_are_documented() -> None:
-    doc = (Path(__file__).parents[1] / "docs" / "performance.md").read_text()
-    for mode in MODES:
-        assert f"`{mode}`" in doc
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("mode", ["bf16", "fp16"])
 def test_gpu_half_precision_modes(exact, speech, mode) -> None:
     # bf16 keeps 8 significant bits and fp16 11, at least the 8 of int8 weights, and the
     # activations are not quantized: require at least the int8 agreement.
