@@ -153,6 +153,8 @@ def test_bad_mode_or_device(exact, mode, device, match) -> None:
         optimize(exact, mode, device=device)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["bf16", "fp16"])
 def test_gpu_half_precision_modes(exact, speech, mode) -> None:
     # bf16 keeps 8 significant bits and fp16 11, at least the 8 of int8 weights, and the
     # activations are not quantized: require at least the int8 agreement.
