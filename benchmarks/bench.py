@@ -61,7 +61,10 @@ class OursAdapter:
         from focalcodec.streaming import decode_step, encode_step
 
         torch.manual_seed(0)
-        codec = FocalCodec.from_config(job["config"]).eval()
+        if Path(job["config"]).is_dir():  # a checkpoint (e.g. a golden tiny model)
+            codec = FocalCodec.from_pretrained(job["config"]).eval()
+        else:
+            codec = FocalCodec.from_config(job["config"]).eval()
         if job["mode"] != "exact":
             from focalcodec.fast import optimize
 
@@ -398,6 +401,8 @@ def config_path(name: str) -> str:
 
     if Path(name).suffix == ".json":
         return str(Path(name).resolve())
+    if Path(name).is_dir():
+        return str((Path(name) / "config.json").resolve())
     path = Path(pretrained.__file__).parent / "configs" / f"{name}.json"
     if not path.exists():
         raise SystemExit(f"unknown config {name!r}; known: {pretrained.list_models()}")
@@ -555,7 +560,12 @@ def render(table: dict, seconds: list[float]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=DEFAULT_CONFIGS,
+        help="model names, config .json files or checkpoint directories",
+    )
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument(
         "--modes", nargs="+", default=["exact"], help="exact and/or fast modes"

@@ -46,3 +46,20 @@ def test_readme_quick_start_runs(golden_dir, monkeypatch) -> None:
     toks, rec = namespace["toks"], namespace["rec"]
     assert toks.dim() == 2 and rec.shape[1] == toks.shape[1] * 320
     assert namespace["converted"].shape == rec.shape
+
+
+def test_readme_streaming_example_runs(golden_dir) -> None:
+    """The README's streaming snippet, on the tiny causal golden model."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Streaming and long audio")
+    start = text.index("```python\n", start) + len("```python\n")
+    code = text[start : text.index("```", start)]
+    local = str(golden_dir / "causal_wavenext_50hz")
+    code = code.replace('"lucadellalib/focalcodec_50hz_2k_causal"', repr(local))
+    assert repr(local) in code
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    codec, heard = namespace["codec"], namespace["heard"]
+    expected = 16000 * codec.sample_rate_output // codec.sample_rate_input
+    assert heard.shape == (1, expected)
+    assert torch.isfinite(heard).all()

@@ -7,6 +7,7 @@ Tokens must be identical, audio within AUDIO_TOL (docs/deployment.md).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ import torch
 
 from focalcodec.compress import compress, decompress
 from focalcodec.errors import AudioError, CheckpointError, InputError, StreamingError
+from focalcodec.session import StreamingSession
 from focalcodec.streaming import decode_step, encode_step
 from test_export import AUDIO_TOL, exported
+from test_export import CAUSAL as CAUSAL_CASES
 
 ort = pytest.importorskip("onnxruntime")
 from focalcodec.onnx_backend import OnnxCodec  # noqa: E402
@@ -213,3 +216,82 @@ def test_too_short_item_in_a_batch_is_an_audio_error(pair) -> None:
     sig = _noise(2, 2 * runtime.min_samples)
     with pytest.raises(AudioError, match="too short"):
         runtime.sig_to_toks(sig, torch.tensor([1.0, 0.3]))
+
+
+# -- StreamingSession over the export ---------------------------------------------------
+
+
+def _session_run(codec, sig: torch.Tensor, piece: int, **options):
+    """Stream ``sig`` in pieces of ``piece`` samples: all tokens and all audio."""
+    toks, out = [], []
+    with StreamingSession(codec, sig.shape[0], **options) as stream:
+        for part in sig.split(piece, dim=1):
+            toks.append(stream.encode(part))
+            out.append(stream.decode(toks[-1]))
+        tail = stream.flush()
+    return torch.cat([*toks, tail.toks], 1), torch.cat([*out, tail.sig], 1)
+
+
+@pytest.mark.parametrize("pair", CAUSAL_CASES, indirect=True)
+@pytest.mark.parametrize("pad, steps", [("zeros", 1), ("edge", 3)])
+def test_session_over_the_export_matches_the_torch_session(pair, pad, steps) -> None:
+    codec, runtime = pair
+    # 700-sample pieces never line up with the blocks; the last block is partial.
+    sig = _noise(2, 7 * codec.chunk_size + 333, seed=6)
+    options = dict(pad=pad, chunks_per_step=steps)
+    ref_toks, ref_sig = _session_run(codec, sig, 700, **options)
+    toks, out = _session_run(runtime, sig, 700, **options)
+    assert ref_toks.shape[1] == 8 * runtime.chunk_tokens
+    assert torch.equal(toks, ref_toks)
+    rate = codec.sample_rate_output / codec.sample_rate_input
+    assert out.shape[1] == int(sig.shape[1] * rate)
+    assert _max_abs(out, ref_sig) <= AUDIO_TOL
+
+
+@pytest.mark.parametrize("pair", [CAUSAL], indirect=True)
+def test_session_over_the_export_restarts_cleanly(pair) -> None:
+    codec, runtime = pair
+    sig = _noise(1, 3 * codec.chunk_size, seed=7)
+    session = StreamingSession(runtime, pad="zeros")
+    first = torch.cat([session.process(sig), session.flush().sig], 1)
+    session.reset()
+    again = torch.cat([session.process(sig), session.flush().sig], 1)
+    assert torch.equal(first, again)
+
+
+def without_stream_graphs(export: Path, out: Path) -> Path:
+    """Copy ``export`` into ``out`` as ``export --no-streaming`` writes it: no step graphs.
+
+    Shared with tests/test_stream_cli.py.
+    """
+    manifest = json.loads((export / "manifest.json").read_text())
+    for name in ("stream_encoder", "stream_decoder"):
+        del manifest["graphs"][name]
+    for spec in manifest["graphs"].values():
+        shutil.copy(export / spec["file"], out / spec["file"])
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+@pytest.mark.parametrize("pair", [CAUSAL], indirect=True)
+def test_session_over_the_export_refuses_what_it_cannot_do(pair, tmp_path) -> None:
+    codec, runtime = pair
+    with pytest.raises(StreamingError, match="pad='zeros'"):
+        StreamingSession(runtime)  # pad="none" needs a partial last block
+    dim = codec.config["decompressor_config"]["output_dim"]
+    with pytest.raises(StreamingError, match="voice conversion"):
+        StreamingSession(runtime, pad="zeros", matching_set=torch.zeros(5, dim))
+    session = StreamingSession(runtime, pad="zeros")
+    session.decode(torch.zeros(1, runtime.chunk_tokens + 1, dtype=torch.long))
+    with pytest.raises(StreamingError, match="whole blocks"):
+        session.flush()
+    no_steps = OnnxCodec(without_stream_graphs(runtime.directory, tmp_path))
+    with pytest.raises(StreamingError, match="no streaming graphs"):
+        StreamingSession(no_steps, pad="zeros")
+
+
+@pytest.mark.parametrize("pair", [NONCAUSAL], indirect=True)
+def test_session_over_a_non_causal_export_is_refused(pair) -> None:
+    _, runtime = pair
+    with pytest.raises(StreamingError, match="not causal"):
+        StreamingSession(runtime, pad="zeros")

@@ -181,3 +181,78 @@ def test_ctrl_c_finishes_the_stream(model_dir, speech, tmp_path, monkeypatch, ca
     assert main(["stream", "--mic", "-o", str(out), "-m", str(model_dir)]) == 0
     assert len(sf.read(out)[0]) == 3 * 1280 * 3 // 2
     assert "stopped" in capsys.readouterr().err
+
+
+# -- --backend onnx ---------------------------------------------------------------------
+
+
+def _export(tmp_path_factory, golden_dir: Path, case: str) -> Path:
+    pytest.importorskip("onnxruntime")
+    from test_export import exported  # needs the onnx extra too (skips without it)
+
+    return exported(tmp_path_factory, golden_dir, case)[1]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory, golden_dir: Path) -> Path:
+    return _export(tmp_path_factory, golden_dir, CASE)
+
+
+def test_onnx_backend_equals_torch_backend(model_dir, onnx_dir, wav, speech, tmp_path):
+    from test_export import AUDIO_TOL
+
+    ref, out = tmp_path / "torch.wav", tmp_path / "onnx.wav"
+    argv = ["stream", str(wav), "-q", "-o"]
+    # The ONNX graphs take whole blocks, so its default tail is --pad zeros.
+    assert main([*argv, str(ref), "-m", str(model_dir), "--pad", "zeros"]) == 0
+    assert main([*argv, str(out), "-m", str(onnx_dir), "--backend", "onnx"]) == 0
+    data, rate = sf.read(out, dtype="float32")
+    expected, _ = sf.read(ref, dtype="float32")
+    assert rate == 24000 and len(data) == len(speech) * 3 // 2
+    # 16-bit files: values AUDIO_TOL apart may round to neighbouring steps.
+    np.testing.assert_allclose(data, expected, atol=AUDIO_TOL + 2**-15)
+    # Before the padded last block, the stream is the offline result (causal model).
+    whole = len(speech) // 1280 * 1280 * 3 // 2
+    offline = _offline(model_dir, speech)[:whole]
+    np.testing.assert_allclose(data[:whole], offline, atol=AUDIO_TOL + 2**-15)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ref", "IN"], "no kNN voice conversion"),
+        (["--pad", "none"], "--pad zeros"),
+        (["--random-weights"], "PyTorch model"),
+        (["--device", "cuda"], "runs on the CPU"),
+    ],
+)
+def test_onnx_backend_usage_errors(onnx_dir, wav, extra, message, capsys):
+    extra = [str(wav) if a == "IN" else a for a in extra]
+    argv = ["stream", str(wav), "-m", str(onnx_dir), "--backend", "onnx", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_onnx_backend_needs_an_export_folder(model_dir, wav, capsys):
+    pytest.importorskip("onnxruntime")
+    assert main(["stream", str(wav), "--backend", "onnx"]) == 2
+    assert "needs --model DIR" in capsys.readouterr().err
+    assert main(["stream", str(wav), "--backend", "onnx", "-m", str(model_dir)]) == 2
+    assert "has no manifest.json" in capsys.readouterr().err
+
+
+def test_onnx_export_that_cannot_stream_is_one_line(
+    tmp_path_factory, golden_dir, onnx_dir, wav, tmp_path, capsys
+):
+    from test_onnx_backend import without_stream_graphs
+
+    noncausal = _export(tmp_path_factory, golden_dir, "noncausal_vocos_12_5hz_legacy")
+    no_steps = without_stream_graphs(onnx_dir, tmp_path)
+    out = tmp_path / "out.wav"
+    for folder, message in [(noncausal, "not causal"), (no_steps, "streaming graphs")]:
+        argv = ["stream", str(wav), "-o", str(out), "-m", str(folder)]
+        assert main([*argv, "--backend", "onnx"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+        assert not out.exists()

@@ -3,8 +3,8 @@
 ``--backend torch`` (the default) runs :class:`~focalcodec.FocalCodec`; ``--backend
 onnx`` runs the graphs of ``focalcodec export`` with ONNX Runtime through
 :class:`~focalcodec.onnx_backend.OnnxCodec`, which offers the calls and properties that
-``encode``, ``decode``, ``resynth`` and ``tokenize`` use. ``models --details NAME``
-prints a model card (:mod:`focalcodec.modelcard`).
+``encode``, ``decode``, ``resynth``, ``tokenize`` and ``stream`` use. ``models --details
+NAME`` prints a model card (:mod:`focalcodec.modelcard`).
 """
 
 from __future__ import annotations
@@ -70,9 +70,13 @@ class OnnxModels:
     device_text
         The ``--device`` value. The graphs run on ONNX Runtime's CPU provider, so only
         ``auto`` and ``cpu`` are accepted.
+    threads
+        Intra-op threads of each ONNX Runtime session; None lets it decide.
     """
 
-    def __init__(self, spec: str | None, device_text: str) -> None:
+    def __init__(
+        self, spec: str | None, device_text: str, threads: int | None = None
+    ) -> None:
         # Checked now, so that a wrong folder or device stops the run before any work.
         if device_text != "auto" and device_text.split(":")[0] != "cpu":
             raise UsageError(
@@ -93,6 +97,7 @@ class OnnxModels:
                 "--backend onnx needs onnxruntime: pip install 'focalcodec[onnx]'"
             )
         self.spec = spec
+        self.threads = threads
         self._codec: Any = None
 
     def get(self, spec: str | None = None) -> Any:
@@ -105,7 +110,7 @@ class OnnxModels:
             from .onnx_backend import OnnxCodec
 
             try:
-                self._codec = OnnxCodec(self.spec)
+                self._codec = OnnxCodec(self.spec, threads=self.threads)
             except FocalCodecError as exc:
                 raise FocalCodecError(f"cannot load ONNX export: {exc}") from None
         return self._codec

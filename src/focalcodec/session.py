@@ -26,12 +26,18 @@ blocks (a whole number of token blocks, which a receiver may prefer). After
 :meth:`StreamingSession.flush` the decoded audio totals exactly
 ``int(N * sample_rate_output / sample_rate_input)`` samples for N input samples, whatever
 the padding; with "none" it equals offline ``codec.sig_to_sig`` on the whole input.
+
+The model may also be an :class:`~focalcodec.onnx_backend.OnnxCodec` of a causal export:
+its step graphs take whole blocks only, so it needs ``pad="zeros"`` or ``"edge"`` and
+cannot convert voices (no ``matching_set``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal, NamedTuple
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -39,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import AudioError, InputError, StreamingError
+from .onnx_backend import OnnxCodec, OnnxStreamState
 from .streaming import StreamState, decode_step, encode_step
 
 __all__ = ["StreamDecoder", "StreamEncoder", "StreamTail", "StreamingSession"]
@@ -74,6 +81,57 @@ def _check_model(codec) -> None:
             "the model is in training mode, where dropout would make the stream differ "
             "from offline processing: call codec.eval() before streaming"
         )
+
+
+class _Runner(NamedTuple):
+    """How a stream runs its model: the step calls and where tensors live."""
+
+    encode: Callable  # (sig (B, n), state) -> (toks (B, l), codes (B, l, C), state)
+    decode: Callable  # (toks (B, l), state, matching_set, topk) -> (sig (B, m), state)
+    new_state: Callable[[], Any]
+    device: torch.device
+    dtype: torch.dtype
+    partial: bool  # steps take partial blocks (pad="none", a last partial token block)
+    matching: bool  # decoding can apply kNN voice conversion
+
+
+def _runner(codec) -> _Runner:
+    """Steps of :mod:`focalcodec.streaming` for a FocalCodec; an OnnxCodec's own steps.
+
+    The ONNX states are never changed in place (each step returns new arrays), and the
+    step graphs have a fixed block length, hence ``partial=False``.
+    """
+    if isinstance(codec, OnnxCodec):
+        if not {"stream_encoder", "stream_decoder"} <= codec.manifest["graphs"].keys():
+            raise StreamingError(
+                f"the ONNX export {codec.directory} has no streaming graphs (exported "
+                "with --no-streaming): export the model again without it to stream"
+            )
+        cpu = torch.device("cpu")
+        return _Runner(
+            codec.encode_step,
+            codec.decode_step,
+            OnnxStreamState,
+            cpu,
+            torch.float32,
+            partial=False,
+            matching=False,
+        )
+    weight = next(codec.parameters())
+
+    def decode(toks: Tensor, state, matching_set, topk: int):
+        codes = codec.quantizer.toks_to_codes(toks)
+        return decode_step(codec, codes, state, matching_set, topk)
+
+    return _Runner(
+        partial(encode_step, codec),
+        decode,
+        StreamState,
+        weight.device,
+        weight.dtype,
+        partial=True,
+        matching=True,
+    )
 
 
 def _tokens_per_chunk(codec) -> int:
@@ -142,7 +200,8 @@ class StreamEncoder(_Closable):
     Parameters
     ----------
     codec
-        A causal :class:`~focalcodec.FocalCodec` in eval mode.
+        A causal :class:`~focalcodec.FocalCodec` in eval mode, or an ONNX export of one
+        (:class:`~focalcodec.onnx_backend.OnnxCodec`; see the module docstring).
     batch_size
         Rows of every piece.
     pad
@@ -170,20 +229,26 @@ class StreamEncoder(_Closable):
             raise StreamingError(
                 f"chunks_per_step must be a positive integer, got {chunks_per_step!r}"
             )
+        self._run = _runner(codec)
+        if pad == "none" and not self._run.partial:
+            raise StreamingError(
+                "pad='none' encodes a partial last block, which the ONNX step graphs "
+                f"(whole blocks of {codec.chunk_size} samples) cannot: use pad='zeros' "
+                "or pad='edge'"
+            )
         self.codec = codec
         self.batch_size = _check_batch(batch_size)
         self.pad = pad
         self.step_size = chunks_per_step * codec.chunk_size
-        weight = next(codec.parameters())
-        self._device, self._dtype = weight.device, weight.dtype
+        self._device, self._dtype = self._run.device, self._run.dtype
         self.reset()
 
     def reset(self) -> None:
         """Forget everything and start a new stream (also after :meth:`flush`)."""
-        self.state = StreamState()
+        self.state = self._run.new_state()
         self._buffer = torch.zeros(self.batch_size, 0, dtype=self._dtype)
         # The last step's input and the state before it, to redo it with the tail.
-        self._last: tuple[StreamState, Tensor, int] | None = None
+        self._last: tuple[Any, Tensor, int] | None = None
         self.samples_in = 0
         self.tokens_out = 0
         self.flushed = False
@@ -253,8 +318,8 @@ class StreamEncoder(_Closable):
             return self._step(tail)
         state, sig, count = self._last
         with torch.inference_mode():
-            toks, _, self.state = encode_step(
-                self.codec, torch.cat([sig, tail], 1).to(self._device), state
+            toks, _, self.state = self._run.encode(
+                torch.cat([sig, tail], 1).to(self._device), state
             )
         self.tokens_out += toks.shape[1] - count
         return toks[:, count:]
@@ -262,8 +327,8 @@ class StreamEncoder(_Closable):
     def _step(self, sig: Tensor) -> Tensor:
         before = self.state
         with torch.inference_mode():
-            toks, _, self.state = encode_step(
-                self.codec, sig.to(self._device, self._dtype), self.state
+            toks, _, self.state = self._run.encode(
+                sig.to(self._device, self._dtype), self.state
             )
         if self.pad == "none":
             self._last = (before, sig, toks.shape[1])
@@ -311,7 +376,8 @@ class StreamDecoder(_Closable):
     Parameters
     ----------
     codec
-        A causal :class:`~focalcodec.FocalCodec` in eval mode.
+        A causal :class:`~focalcodec.FocalCodec` in eval mode, or an ONNX export of one
+        (:class:`~focalcodec.onnx_backend.OnnxCodec`; see the module docstring).
     batch_size
         Rows of every piece.
     matching_set
@@ -339,19 +405,24 @@ class StreamDecoder(_Closable):
             raise StreamingError(
                 f"chunks_per_step must be a positive integer, got {chunks_per_step!r}"
             )
+        self._run = _runner(codec)
+        if matching_set is not None and not self._run.matching:
+            raise StreamingError(
+                "kNN voice conversion (matching_set) needs the PyTorch model: the ONNX "
+                "decoder graph maps tokens straight to audio"
+            )
         self.codec = codec
         self.batch_size = _check_batch(batch_size)
         self.block = _tokens_per_chunk(codec)
         self.step_size = chunks_per_step * self.block
-        weight = next(codec.parameters())
-        self._device, self._dtype = weight.device, weight.dtype
+        self._device, self._dtype = self._run.device, self._run.dtype
         self.matching_set = self._check_matching_set(matching_set)
         self.topk = topk
         self.reset()
 
     def reset(self) -> None:
         """Forget everything and start a new stream (also after :meth:`flush`)."""
-        self.state = StreamState()
+        self.state = self._run.new_state()
         self._buffer = torch.zeros(self.batch_size, 0, dtype=torch.long)
         self.tokens_in = 0
         self.samples_out = 0
@@ -402,6 +473,11 @@ class StreamDecoder(_Closable):
             toks = self._as_tokens(toks)
             self._buffer = torch.cat([self._buffer, toks], 1)
             self.tokens_in += toks.shape[1]
+        if self.pending % self.block and not self._run.partial:
+            raise StreamingError(
+                f"{self.pending % self.block} tokens are left at flush(), less than a "
+                f"block of {self.block}; the ONNX step graphs decode whole blocks only"
+            )
         before = self.samples_out
         if output_length is not None and output_length < before:
             raise StreamingError(
@@ -421,9 +497,8 @@ class StreamDecoder(_Closable):
 
     def _step(self, toks: Tensor) -> Tensor:
         with torch.inference_mode():
-            codes = self.codec.quantizer.toks_to_codes(toks.to(self._device))
-            sig, self.state = decode_step(
-                self.codec, codes, self.state, self.matching_set, self.topk
+            sig, self.state = self._run.decode(
+                toks.to(self._device), self.state, self.matching_set, self.topk
             )
         self.samples_out += sig.shape[1]
         return sig
@@ -490,7 +565,8 @@ class StreamingSession:
     Parameters
     ----------
     codec
-        A causal :class:`~focalcodec.FocalCodec` in eval mode.
+        A causal :class:`~focalcodec.FocalCodec` in eval mode, or an ONNX export of one
+        (:class:`~focalcodec.onnx_backend.OnnxCodec`; see the module docstring).
     batch_size
         Rows of every piece of audio or tokens.
     matching_set, topk

@@ -5,7 +5,8 @@ both or nowhere (to measure speed only). Every block of ``chunk_size`` samples (
 the released models) is encoded and decoded by a :class:`~focalcodec.session.
 StreamingSession`, and its compute time is printed with its real-time factor (compute
 time / audio duration; below 1 keeps up with live audio). Microphone and speakers need
-the optional ``stream`` extra (sounddevice).
+the optional ``stream`` extra (sounddevice). ``--backend onnx --model DIR`` runs an ONNX
+export of a causal model (:class:`~focalcodec.onnx_backend.OnnxCodec`) instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .cli_backend import OnnxModels, add_backend_option
 from .errors import FocalCodecError, InputError
 
 __all__ = ["add_arguments", "run"]
@@ -37,8 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-m",
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"causal model: packaged name, repo id or directory (default: {DEFAULT_MODEL})",
+        help="causal model: packaged name, repo id or directory (default: "
+        f"{DEFAULT_MODEL}); with --backend onnx, the export folder",
+    )
+    add_backend_option(parser)
+    parser.add_argument(
+        "--pad",
+        choices=("none", "zeros", "edge"),
+        help="completion of the last partial 80 ms block: none (exact offline result; "
+        "default for torch), zeros (default for onnx, whose graphs take whole blocks) "
+        "or edge",
     )
     parser.add_argument(
         "--random-weights",
@@ -76,7 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
     parser.add_argument(
-        "--threads", type=_positive_int, metavar="N", help="torch CPU threads"
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="CPU threads (of torch, or of ONNX Runtime with --backend onnx)",
     )
     parser.add_argument(
         "--stats", metavar="FILE", help="write the per-block timings as JSON here"
@@ -127,6 +140,10 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
         return "give exactly one source: an INPUT file or --mic"
     if args.ref and args.bank:
         return "--ref and --bank both give a target voice: use one"
+    if args.backend == "onnx":
+        problem = _check_onnx_arguments(args)
+        if problem:
+            return problem
     if args.duration is not None and not args.duration > 0:
         return f"--duration must be positive, got {args.duration}"
     if (
@@ -141,7 +158,31 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _check_onnx_arguments(args: argparse.Namespace) -> str | None:
+    if args.ref or args.bank:
+        return (
+            "--ref/--bank need the PyTorch model: the ONNX export has no kNN voice "
+            "conversion; use --backend torch"
+        )
+    if args.random_weights:
+        return "--random-weights builds a PyTorch model: use --backend torch"
+    if args.pad == "none":
+        return (
+            "--pad none needs partial blocks, which the ONNX step graphs cannot run: "
+            "use --pad zeros or edge, or --backend torch"
+        )
+    return None
+
+
 def _load_model(args: argparse.Namespace):
+    if args.backend == "onnx":
+        codec = OnnxModels(args.model, args.device, args.threads).get()
+        if not codec.causal:
+            raise FocalCodecError(
+                f"--model {args.model} is an ONNX export of a model that is not causal: "
+                "streaming needs a causal model, exported with its streaming graphs"
+            )
+        return codec
     import torch
 
     from . import FocalCodec
@@ -152,10 +193,11 @@ def _load_model(args: argparse.Namespace):
         raise InputError(f"--device {args.device!r} is not a valid device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: CUDA is not available here")
+    model = args.model or DEFAULT_MODEL
     if args.random_weights:
-        codec = FocalCodec.from_config(args.model)
+        codec = FocalCodec.from_config(model)
     else:
-        codec = FocalCodec.from_pretrained(args.model)
+        codec = FocalCodec.from_pretrained(model)
     return codec.eval().to(device)
 
 
@@ -171,10 +213,12 @@ def _open_session(codec, args: argparse.Namespace):
         from .vc import load_bank
 
         matching_set = load_bank(args.bank, codec)
+    default_pad = "zeros" if args.backend == "onnx" else "none"
     return StreamingSession(
         codec,
         matching_set=matching_set,
         topk=args.topk,
+        pad=args.pad or default_pad,
         chunks_per_step=args.chunks_per_step,
     )
 
