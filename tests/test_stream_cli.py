@@ -78,6 +78,25 @@ def test_voice_conversion_and_quiet(model_dir, wav, tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("4 blocks of 80 ms")
 
 
+def test_fast_int8_streams_close_to_exact(model_dir, wav, speech, tmp_path, capsys):
+    exact, fast = tmp_path / "exact.wav", tmp_path / "int8.wav"
+    assert main(["stream", str(wav), "-o", str(exact), "-m", str(model_dir), "-q"]) == 0
+    argv = ["stream", str(wav), "-o", str(fast), "-m", str(model_dir), "-q"]
+    assert main([*argv, "--fast", "int8"]) == 0
+    ref, _ = sf.read(exact, dtype="float32")
+    out, rate = sf.read(fast, dtype="float32")
+    assert rate == 24000 and out.shape == ref.shape
+    # int8 changes some tokens and the audio, but stays correlated with exact mode.
+    assert not np.array_equal(out, ref)
+    assert np.corrcoef(out, ref)[0, 1] > 0.5
+
+
+def test_unknown_fast_mode_is_one_line(model_dir, wav, capsys):
+    assert main(["stream", str(wav), "-m", str(model_dir), "--fast", "turbo"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "turbo" in err[0]
+
+
 @pytest.mark.parametrize("option", ["-o", "--stats"])
 def test_existing_output_is_kept(model_dir, wav, tmp_path, capsys, option):
     out = tmp_path / "out.wav"

@@ -35,8 +35,6 @@ cannot convert voices (no ``matching_set``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from functools import partial
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -45,8 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import AudioError, InputError, StreamingError
-from .onnx_backend import OnnxCodec, OnnxStreamState
-from .streaming import StreamState, decode_step, encode_step
+from .stream_steps import runner_for
 
 __all__ = ["StreamDecoder", "StreamEncoder", "StreamTail", "StreamingSession"]
 
@@ -81,57 +78,6 @@ def _check_model(codec) -> None:
             "the model is in training mode, where dropout would make the stream differ "
             "from offline processing: call codec.eval() before streaming"
         )
-
-
-class _Runner(NamedTuple):
-    """How a stream runs its model: the step calls and where tensors live."""
-
-    encode: Callable  # (sig (B, n), state) -> (toks (B, l), codes (B, l, C), state)
-    decode: Callable  # (toks (B, l), state, matching_set, topk) -> (sig (B, m), state)
-    new_state: Callable[[], Any]
-    device: torch.device
-    dtype: torch.dtype
-    partial: bool  # steps take partial blocks (pad="none", a last partial token block)
-    matching: bool  # decoding can apply kNN voice conversion
-
-
-def _runner(codec) -> _Runner:
-    """Steps of :mod:`focalcodec.streaming` for a FocalCodec; an OnnxCodec's own steps.
-
-    The ONNX states are never changed in place (each step returns new arrays), and the
-    step graphs have a fixed block length, hence ``partial=False``.
-    """
-    if isinstance(codec, OnnxCodec):
-        if not {"stream_encoder", "stream_decoder"} <= codec.manifest["graphs"].keys():
-            raise StreamingError(
-                f"the ONNX export {codec.directory} has no streaming graphs (exported "
-                "with --no-streaming): export the model again without it to stream"
-            )
-        cpu = torch.device("cpu")
-        return _Runner(
-            codec.encode_step,
-            codec.decode_step,
-            OnnxStreamState,
-            cpu,
-            torch.float32,
-            partial=False,
-            matching=False,
-        )
-    weight = next(codec.parameters())
-
-    def decode(toks: Tensor, state, matching_set, topk: int):
-        codes = codec.quantizer.toks_to_codes(toks)
-        return decode_step(codec, codes, state, matching_set, topk)
-
-    return _Runner(
-        partial(encode_step, codec),
-        decode,
-        StreamState,
-        weight.device,
-        weight.dtype,
-        partial=True,
-        matching=True,
-    )
 
 
 def _tokens_per_chunk(codec) -> int:
@@ -229,7 +175,7 @@ class StreamEncoder(_Closable):
             raise StreamingError(
                 f"chunks_per_step must be a positive integer, got {chunks_per_step!r}"
             )
-        self._run = _runner(codec)
+        self._run = runner_for(codec)
         if pad == "none" and not self._run.partial:
             raise StreamingError(
                 "pad='none' encodes a partial last block, which the ONNX step graphs "
@@ -405,7 +351,7 @@ class StreamDecoder(_Closable):
             raise StreamingError(
                 f"chunks_per_step must be a positive integer, got {chunks_per_step!r}"
             )
-        self._run = _runner(codec)
+        self._run = runner_for(codec)
         if matching_set is not None and not self._run.matching:
             raise StreamingError(
                 "kNN voice conversion (matching_set) needs the PyTorch model: the ONNX "

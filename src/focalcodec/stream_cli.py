@@ -86,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
     parser.add_argument(
+        "--fast",
+        metavar="MODE",
+        default="exact",
+        help="opt-in fast mode of focalcodec.fast: exact (default), int8, "
+        "int8-decoder, bf16, fp16, compile (speed and agreement: docs/performance.md)",
+    )
+    parser.add_argument(
         "--threads",
         type=_positive_int,
         metavar="N",
@@ -166,6 +173,8 @@ def _check_onnx_arguments(args: argparse.Namespace) -> str | None:
         )
     if args.random_weights:
         return "--random-weights builds a PyTorch model: use --backend torch"
+    if args.fast != "exact":
+        return f"--fast {args.fast} applies to the PyTorch model: use --backend torch"
     if args.pad == "none":
         return (
             "--pad none needs partial blocks, which the ONNX step graphs cannot run: "
@@ -198,7 +207,12 @@ def _load_model(args: argparse.Namespace):
         codec = FocalCodec.from_config(model)
     else:
         codec = FocalCodec.from_pretrained(model)
-    return codec.eval().to(device)
+    codec = codec.eval().to(device)
+    if args.fast != "exact":
+        from .fast import optimize
+
+        codec = optimize(codec, args.fast, device=str(device), inplace=True)
+    return codec
 
 
 def _open_session(codec, args: argparse.Namespace):
