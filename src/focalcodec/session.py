@@ -116,6 +116,8 @@ class _Closable(ABC):
     """Closed/flushed bookkeeping shared by the encoder and decoder halves."""
 
     _name = "stream"
+    # dtype of an empty output; None: the model's float dtype (audio).
+    _out_dtype: torch.dtype | None = None
 
     def __init__(self) -> None:
         self.closed = False
@@ -138,6 +140,13 @@ class _Closable(ABC):
     @abstractmethod
     def reset(self) -> None:
         """Forget everything and start a new stream."""
+
+    def _join(self, parts: list[Tensor]) -> Tensor:
+        """Concatenate outputs (B, n_i) along time; (B, 0) when there are none."""
+        if parts:
+            return torch.cat(parts, 1)
+        dtype = self._out_dtype or self._dtype
+        return torch.zeros(self.batch_size, 0, dtype=dtype, device=self._device)
 
 
 class StreamEncoder(_Closable):
@@ -281,12 +290,7 @@ class StreamEncoder(_Closable):
         self.tokens_out += toks.shape[1]
         return toks
 
-    def _join(self, toks: list[Tensor]) -> Tensor:
-        if not toks:
-            return torch.zeros(
-                self.batch_size, 0, dtype=torch.long, device=self._device
-            )
-        return torch.cat(toks, 1)
+    _out_dtype = torch.long
 
     def _as_samples(self, samples, sample_rate: int | None) -> Tensor:
         rate = self.codec.sample_rate_input
@@ -448,13 +452,6 @@ class StreamDecoder(_Closable):
             )
         self.samples_out += sig.shape[1]
         return sig
-
-    def _join(self, sigs: list[Tensor]) -> Tensor:
-        if not sigs:
-            return torch.zeros(
-                self.batch_size, 0, dtype=self._dtype, device=self._device
-            )
-        return torch.cat(sigs, 1)
 
     def _as_tokens(self, toks) -> Tensor:
         if isinstance(toks, np.ndarray):
