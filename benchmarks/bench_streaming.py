@@ -45,6 +45,7 @@ import torch
 
 from focalcodec import FocalCodec
 from focalcodec.audio import load_audio
+from focalcodec.fast import optimize
 from focalcodec.longform import (
     AudioFileSignal,
     decode_long,
@@ -101,6 +102,8 @@ def percentiles(ms: list[float]) -> dict[str, float]:
 
 def run_latency(args: argparse.Namespace) -> dict:
     codec = FocalCodec.from_config(args.config).eval()
+    if args.fast != "exact":
+        codec = optimize(codec, args.fast, inplace=True)
     block = codec.chunk_size
     budget = 1000 * block / codec.sample_rate_input
     # Fill the encoder's attention window first: per-block cost grows until it is full.
@@ -146,6 +149,7 @@ def run_latency(args: argparse.Namespace) -> dict:
     print_latency_table(rounds, budget)
     return {
         "config": args.config,
+        "fast_mode": args.fast,
         "budget_ms": budget,
         "warmup_blocks": warm,
         "blocks_per_round": args.blocks,
@@ -428,6 +432,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     lat = sub.add_parser("latency", help="per-block compute time of a causal model")
     lat.add_argument("--config", default="focalcodec_50hz_4k_causal")
     lat.add_argument("--rounds", type=int, default=3)
+    lat.add_argument(
+        "--fast", default="exact", help="fast mode of focalcodec.fast (e.g. int8)"
+    )
     lat.add_argument("--blocks", type=int, default=125, help="blocks per round")
     lat.add_argument(
         "--warmup", type=int, help="blocks before timing (default: fill the window)"

@@ -7,6 +7,7 @@ this file's own helpers); each is set a little below the measured value.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -16,11 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from focalcodec import FocalCodec
+from focalcodec import fast as fast_modes
 from focalcodec.audio import load_audio
 from focalcodec.errors import InputError
 from focalcodec.fast import optimize
 from focalcodec.modules import attention
 from focalcodec.modules.layers import conv_time
+from focalcodec.session import StreamingSession
 from focalcodec.streaming import decode_step, encode_step
 
 CASE = "causal_wavenext_50hz"
@@ -92,13 +95,14 @@ def test_int8_quantizes_linears_and_matmul_convs(exact) -> None:
     assert not any(type(m) is nn.Linear for m in fast.decompressor.modules())
     # The token-deciding projection stays float32.
     assert type(fast.compressor.out_proj) is nn.Linear
-    # Kernel-1 and grouped convolutions were rewritten; depthwise ones were not.
+    # Kernel-1 and grouped convolutions were rewritten; depthwise ones keep their
+    # convolution (behind a few-frame shortcut, see test_short_depthwise_*).
     assert not isinstance(
         fast.compressor.layers[0].focal_block.modulation.context_proj, nn.Conv1d
     )
     assert isinstance(fast.encoder.encoder.positional_embedding.conv, nn.Module)
     assert not isinstance(fast.encoder.encoder.positional_embedding.conv, nn.Conv1d)
-    assert isinstance(fast.decoder.backbone.layers[0].dwconv, nn.Conv1d)
+    assert isinstance(fast.decoder.backbone.layers[0].dwconv.conv, nn.Conv1d)
 
 
 def test_original_model_is_left_untouched(exact, speech) -> None:
@@ -138,6 +142,82 @@ def test_int8_streams(exact, speech) -> None:
     same = float((torch.cat(toks, 1) == ref).float().mean())
     assert same >= INT8_MIN_TOKENS
     assert torch.cat(audio, 1).shape[1] == 20 * exact.chunk_size * 3 // 2
+
+
+def _session_stream(codec, sig, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    toks, out = [], []
+    with StreamingSession(codec, batch_size=sig.shape[0]) as stream:
+        for piece in sig.split(size, dim=1):
+            toks.append(stream.encode(piece))
+            out.append(stream.decode(toks[-1]))
+        tail = stream.flush()
+    return torch.cat([*toks, tail.toks], 1), torch.cat([*out, tail.sig], 1)
+
+
+@pytest.mark.parametrize("size", [1280, 777, 6000])
+def test_in_place_states_change_nothing_but_speed(exact, speech, size) -> None:
+    # The int8 mode's in-place contexts and key/value caches, here without quantization:
+    # the stream must be the exact model's, also when the session redoes its last step
+    # from an earlier state (the partial tail), which must not see later writes.
+    model = copy.deepcopy(exact)
+    fast_modes._append_in_place(model, fast_modes._NETWORKS)
+    assert any(isinstance(m, attention.TapeCacheAttention) for m in model.modules())
+    sig = speech[1][:, : 40 * exact.chunk_size + 517]
+    sig = torch.cat([sig, 0.5 * sig.flip(1)])  # two items: batch layout of the caches
+    ref_toks, ref_sig = _session_stream(exact, sig, size)
+    toks, out = _session_stream(model, sig, size)
+    assert torch.equal(toks, ref_toks)
+    torch.testing.assert_close(out, ref_sig, rtol=1e-5, atol=1e-5)
+
+
+def test_steps_never_change_the_state_they_start_from(exact, speech) -> None:
+    model = copy.deepcopy(exact)
+    fast_modes._append_in_place(model, fast_modes._NETWORKS)
+    pieces = speech[0][:, : 6 * exact.chunk_size].split(exact.chunk_size, dim=1)
+    state = None
+    with torch.inference_mode():
+        for piece in pieces[:4]:
+            _, codes, state = encode_step(model, piece, state)
+            _, state = decode_step(model, codes, state)
+        saved = {k: v.clone() for k, v in state.flatten().items()}
+        first, codes, _ = encode_step(model, pieces[4], state)
+        again, _, _ = encode_step(model, pieces[4], state)
+        encode_step(model, pieces[5], state)
+        decode_step(model, codes, state)
+    assert torch.equal(first, again)
+    for name, value in state.flatten().items():
+        assert torch.equal(value, saved[name]), name
+
+
+@pytest.mark.parametrize("kernel, frames", [(7, 10), (14, 17), (7, 40), (100, 103)])
+def test_short_depthwise_matches_convolution(kernel, frames) -> None:
+    # Few frames take the direct path, longer inputs or kernels oneDNN's.
+    conv = nn.Conv1d(24, 24, kernel, groups=24)
+    x = torch.randn(2, frames, 24, generator=torch.Generator().manual_seed(kernel))
+    ref = conv(x.transpose(1, 2)).transpose(1, 2)
+    short = fast_modes._ShortDepthwise(conv)
+    torch.testing.assert_close(short(x), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, frames", [(3, 2, 300), (3, 2, 40), (2, 2, 200)]
+)
+def test_channels_last_weights_give_the_same_convolution(
+    kernel, stride, frames
+) -> None:
+    conv = nn.Conv1d(16, 24, kernel, stride, bias=False)
+    x = torch.randn(2, frames, 16, generator=torch.Generator().manual_seed(frames))
+    assert torch.equal(fast_modes._ChannelsLastConv(conv)(x), conv_time(conv, x))
+
+
+def test_direct_int8_call_equals_the_quantized_module(exact) -> None:
+    fast = optimize(exact, "int8")
+    layer = fast.decoder.head.proj
+    x = torch.randn(1, 5, layer.inner.in_features)
+    with torch.inference_mode():
+        assert torch.equal(layer(x), layer.inner(x))
+        pair = torch.cat([x, 2 * x])
+        assert torch.equal(layer(pair)[1:], layer.inner(2 * x))
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,11 @@ Modes (``device`` is where the mode makes sense):
   disguise (all but the depthwise ones and the WavLM front-end), get int8 weights per
   output channel and dynamically quantized int8 activations (``torch.ao`` dynamic
   quantization, fbgemm/x86 kernels). Batch items run one at a time through quantized
-  layers, so an item's result never depends on its batch mates.
+  layers, so an item's result never depends on its batch mates. For streaming steps,
+  the causal contexts and key/value caches grow in place in append-only buffers
+  instead of being copied whole at every step (the values are the same; the states
+  are not interchangeable with the exact model's), and short depthwise convolutions
+  over a step's few frames skip oneDNN.
 * ``int8-decoder`` (CPU): the same for the decompressor and decoder only, so tokens stay
   exact and only decoding is approximate.
 * ``bf16`` / ``fp16`` (GPU): the four networks run under ``torch.autocast``; their main
@@ -30,7 +34,8 @@ Example::
     toks = fast.sig_to_toks(sig)
 
 The token signs come straight out of the compressor's last projection, so the int8 modes
-keep that small layer (``compressor.out_proj``, 1024 x 13 weights) in float32.
+keep that small layer (``compressor.out_proj``, 1024 x 13 weights) in float32, as well as
+the attention gates' tiny projections.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import copy
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError
@@ -53,8 +59,11 @@ _INT8_PARTS = {
 }
 # Components that run under autocast / torch.compile (the quantizer has no weights).
 _NETWORKS = ("encoder", "compressor", "decompressor", "decoder")
-# Layers that stay in float32 in the int8 mode (see the module docstring).
+# Layers that stay in float32 in the int8 mode (see the module docstring), by name and
+# by name ending: the attention gates' 64 x 8 projections gain nothing from int8 but
+# the per-call cost of quantizing their input.
 _KEEP_FLOAT = ("compressor.out_proj",)
+_KEEP_FLOAT_ENDINGS = (".gru_rel_pos_linear",)
 
 
 def optimize(
@@ -92,6 +101,7 @@ def optimize(
     model = model.to(device).eval()
     if mode in _INT8_PARTS:
         _quantize_int8(model, _INT8_PARTS[mode])
+        _append_in_place(model, _INT8_PARTS[mode])
     elif mode in ("bf16", "fp16"):
         dtype = torch.bfloat16 if mode == "bf16" else torch.float16
         for name in _NETWORKS:
@@ -129,6 +139,8 @@ def _quantize_int8(model: nn.Module, prefixes: tuple[str, ...]) -> None:
 
     for prefix in prefixes:
         _convs_to_linear(getattr(model, prefix))
+    if "encoder" in prefixes:
+        _prepare_front_end(model.encoder)
     # The WavLM front-end convolutions run over hundreds of frames per call, where
     # int8 matmuls (with the per-call activation quantization) were slower than
     # oneDNN's float32 convolutions; they stay as they are.
@@ -138,6 +150,7 @@ def _quantize_int8(model: nn.Module, prefixes: tuple[str, ...]) -> None:
         if isinstance(module, nn.Linear)
         and name.startswith(prefixes)
         and name not in _KEEP_FLOAT
+        and not name.endswith(_KEEP_FLOAT_ENDINGS)
     }
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, but it is the only
@@ -155,6 +168,20 @@ def _quantize_int8(model: nn.Module, prefixes: tuple[str, ...]) -> None:
                 setattr(parent, name, _PerItem(child))
 
 
+def _append_in_place(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Streaming contexts and key/value caches grow in place (see ``append_time``)."""
+    from .modules.attention import GatedRelativeAttention, TapeCacheAttention
+    from .modules.focalnet import FocalModulation
+
+    for name, module in model.named_modules():
+        if not name.startswith(prefixes):
+            continue
+        if isinstance(module, FocalModulation):
+            module.append_contexts = True
+        elif type(module) is GatedRelativeAttention:
+            module.__class__ = TapeCacheAttention
+
+
 def _is_qlinear(module: nn.Module) -> bool:
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
@@ -165,10 +192,10 @@ def _convs_to_linear(root: nn.Module) -> None:
     """Replace convolutions that are matrix products in disguise by Linear modules.
 
     Kernel-1 convolutions become an ``nn.Linear``; dense or grouped convolutions with a
-    kernel become :class:`_UnfoldLinear`; depthwise ones stay (they are cheap and have
-    no matrix product to quantize). The modules call convolutions through
-    :func:`focalcodec.modules.layers.conv_time`, which applies a non-convolution module
-    to channel-last input directly.
+    kernel become :class:`_UnfoldLinear`; depthwise ones stay convolutions (they are
+    cheap and have no matrix product to quantize), behind :class:`_ShortDepthwise`.
+    The modules call convolutions through :func:`focalcodec.modules.layers.conv_time`,
+    which applies a non-convolution module to channel-last input directly.
     """
     skip = set(getattr(root, "feature_extractor", nn.Module()).modules())
     for parent in list(root.modules()):
@@ -185,18 +212,94 @@ def _as_linear(conv: nn.Module) -> nn.Module | None:
         return None
     if conv.padding != (0,) or conv.dilation != (1,):
         return None
+    if _is_depthwise(conv) and conv.stride == (1,):
+        return _ShortDepthwise(conv)
     weight = conv.weight
     if isinstance(conv, nn.ConvTranspose1d):
         plain = conv.groups == 1 and conv.output_padding == (0,)
         if not (plain and conv.kernel_size == (1,) and conv.stride == (1,)):
             return None
         return _linear(weight[:, :, 0].T, conv.bias)  # stored (in, out, k)
-    depthwise = conv.groups == conv.in_channels == conv.out_channels
-    if depthwise or conv.in_channels == 1:
+    if _is_depthwise(conv) or conv.in_channels == 1:
         return None
     if conv.kernel_size == (1,) and conv.stride == (1,) and conv.groups == 1:
         return _linear(weight[:, :, 0], conv.bias)
     return _UnfoldLinear(conv)
+
+
+def _prepare_front_end(encoder: nn.Module) -> None:
+    """Front-end convolutions keep their weights in oneDNN's input layout."""
+    extractor = getattr(encoder, "feature_extractor", None)
+    for block in getattr(extractor, "layers", ()):
+        conv = block.conv
+        if isinstance(conv, nn.Conv1d) and conv.in_channels > 1 and conv.groups == 1:
+            block.conv = _ChannelsLastConv(conv)
+
+
+class _ChannelsLastConv(nn.Module):
+    """A dense strided convolution with its weight stored channels-last, once.
+
+    :func:`~focalcodec.modules.layers.conv_time` runs these convolutions (WavLM's
+    front-end, over more than a few frames) through oneDNN on channels-last input, which
+    copies the (C_out, C_in, 1, k) weight to channels-last at every call (0.5 ms per
+    streaming step for the second layer). The result is the same, bit for bit. Other
+    inputs go through ``conv_time``.
+    """
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        self.conv = conv
+        weight = conv.weight.detach().unsqueeze(2)
+        weight = weight.contiguous(memory_format=torch.channels_last)
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .modules import layers
+
+        conv = self.conv
+        (k,), (stride,) = conv.kernel_size, conv.stride
+        frames = (x.shape[1] - k) // stride + 1
+        patches = k == stride and x.shape[1] % k == 0
+        if stride == 1 or patches or not layers._FEW_FRAMES < frames:
+            return layers.conv_time(conv, x)
+        y = F.conv2d(
+            x.transpose(1, 2).unsqueeze(2), self.weight, conv.bias, stride=(1, stride)
+        )
+        return y.squeeze(2).transpose(1, 2)
+
+
+def _is_depthwise(conv: nn.Module) -> bool:
+    return isinstance(conv, nn.Conv1d) and (
+        conv.groups == conv.in_channels == conv.out_channels
+    )
+
+
+class _ShortDepthwise(nn.Module):
+    """A stride-1 depthwise convolution that skips oneDNN for few frames.
+
+    Streaming steps convolve a handful of output frames with short kernels, where
+    oneDNN's per-call set-up (~0.15 ms) dwarfs the arithmetic; there the windows are
+    weighted and summed directly. Long kernels or inputs go through
+    :func:`~focalcodec.modules.layers.conv_time` as before. Channel-last (B, T, C) in
+    and out, as ``conv_time`` expects of a replacement module.
+    """
+
+    frames = 16
+    kernel = 64
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .modules.layers import conv_time
+
+        (k,) = self.conv.kernel_size
+        if k > self.kernel or not k <= x.shape[1] < k + self.frames:
+            return conv_time(self.conv, x)
+        windows = x.unfold(1, k, 1)  # (B, T', C, k)
+        y = (windows * self.conv.weight[:, 0]).sum(-1)
+        return y if self.conv.bias is None else y + self.conv.bias
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
@@ -257,7 +360,9 @@ class _PerItem(nn.Module):
     """Run a dynamically quantized layer on one batch item at a time.
 
     Dynamic quantization picks one activation scale per call; running items alone keeps
-    an item's result independent of its batch mates (batch invariance).
+    an item's result independent of its batch mates (batch invariance). The int8 kernel
+    is called directly, as the quantized module does, but without the Python-side
+    dispatch checks of ``torch.ops`` packets (about 1 ms per streaming step).
     """
 
     def __init__(self, inner: nn.Module) -> None:
@@ -266,8 +371,19 @@ class _PerItem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 3 or x.shape[0] == 1:
-            return self.inner(x)
-        return torch.cat([self.inner(item) for item in x.split(1)], dim=0)
+            return self._run(x)
+        return torch.cat([self._run(item) for item in x.split(1)], dim=0)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        inner = self.inner
+        packed = inner._packed_params
+        if packed.dtype != torch.qint8 or x.dtype != torch.float32:
+            return inner(x)
+        # The module's own rule: checkpoints before version 4 did not reduce the range.
+        reduce_range = inner.version is not None and inner.version >= 4
+        return torch.ops.quantized.linear_dynamic.default(
+            x, packed._packed_params, reduce_range
+        )
 
 
 # -- autocast -----------------------------------------------------------------------------

@@ -17,10 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import append_time
+
 __all__ = [
     "BiasRows",
     "GatedRelativeAttention",
     "RelativePositionBias",
+    "TapeCacheAttention",
     "chunk_window_mask",
 ]
 
@@ -187,8 +190,34 @@ class GatedRelativeAttention(nn.Module):
             k, v, cache = _update_cache(
                 cache, k, v, cache_start, cache_shift, cache_rows
             )
-        gate = self.gate(x)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        return self.out_proj(self.attend(x, q, k, v, position_bias, mask)), cache
+
+    def new_cache(self, x: Tensor) -> Tensor:
+        """An empty key/value cache for a stream starting with ``x`` (B, T, dim).
+
+        (B, max(512, T), H, d, 2) zeros: oversized as in the original, and cut to the
+        window after the first call.
+        """
+        shape = (x.shape[0], max(512, x.shape[1]), self.num_heads, self.head_dim, 2)
+        return x.new_zeros(shape)
+
+    def attend(
+        self,
+        x: Tensor,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        position_bias: Tensor | BiasRows,
+        mask: Tensor | None,
+    ) -> Tensor:
+        """Gated-bias attention of queries (B, H, T, d) over keys/values (B, H, K, d).
+
+        ``x`` (B, T, dim) is the normalised layer input (for the gate); returns the heads
+        merged, (B, T, dim), before the output projection.
+        """
+        batch, frames, dim = x.shape
+        gate = self.gate(x)
         dropout = self.dropout if self.training else 0.0
         # Long inputs attend in blocks of queries: the gated (B, H, rows, K) bias is the
         # largest tensor of the encoder (576 MB per layer for 60 s at once).
@@ -204,8 +233,50 @@ class GatedRelativeAttention(nn.Module):
             )
             pieces.append(piece)
         y = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
-        y = y.transpose(1, 2).reshape(batch, frames, dim)
-        return self.out_proj(y), cache
+        return y.transpose(1, 2).reshape(batch, frames, dim)
+
+
+class TapeCacheAttention(GatedRelativeAttention):
+    """:class:`GatedRelativeAttention` with a planar cache that grows in place.
+
+    A fast-mode variant (``focalcodec.fast``): the cache holds only the valid past rows,
+    keys and values apart, shape (2, B, H, P, d), as a view of an append-only buffer
+    (:func:`~focalcodec.modules.layers.append_time`). A step then writes only its own
+    rows and attends over contiguous per-head keys, where the original layout
+    (B, rows, H, d, 2) costs a copy of the whole cache and strided reads per call. The
+    values attended to are the same; states are not interchangeable with the exact
+    model's.
+    """
+
+    def new_cache(self, x: Tensor) -> Tensor:
+        """No past rows yet: shape (2, B, H, 0, d)."""
+        return x.new_zeros((2, x.shape[0], self.num_heads, 0, self.head_dim))
+
+    def forward(
+        self,
+        x: Tensor,
+        position_bias: Tensor | BiasRows,
+        mask: Tensor | None = None,
+        cache: Tensor | None = None,
+        cache_start: int = 0,
+        cache_shift: int = 0,
+        cache_rows: int | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """As :meth:`GatedRelativeAttention.forward`, with the planar cache."""
+        if cache is None:
+            return super().forward(x, position_bias, mask)
+        batch, frames, _ = x.shape
+        qkv = self.qkv_proj(x).view(batch, frames, 3, self.num_heads, self.head_dim)
+        end = cache_start + frames
+        # The rows a step keeps are those the exact cache keeps before its junk rows.
+        keep = end - cache_shift
+        if cache_rows is not None and keep > cache_rows:
+            raise ValueError(f"cannot keep {keep} rows in a {cache_rows}-row cache")
+        fresh = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)  # (2, B, H, T, d)
+        past = cache if cache.shape[3] == cache_start else cache[:, :, :, :cache_start]
+        kv, kept = append_time(past, fresh, 3, keep)
+        q = qkv[:, :, 0].transpose(1, 2)
+        return self.out_proj(self.attend(x, q, kv[0], kv[1], position_bias, mask)), kept
 
 
 # Size of one block of the gated bias (and of a bias worth keeping for all layers).

@@ -19,6 +19,7 @@ from .layers import (
     DynamicTanh,
     FeedForward,
     Snake1d,
+    append_time,
     conv_time,
     extend_left,
     same_pad,
@@ -33,7 +34,14 @@ def _norm(dim: int, causal: bool, tanhscale_init: float) -> nn.Module:
 
 
 class FocalModulation(nn.Module):
-    """Focal modulation of a (B, T, dim) sequence; see the module docstring."""
+    """Focal modulation of a (B, T, dim) sequence; see the module docstring.
+
+    ``append_contexts`` (set by a fast mode) keeps the causal levels' contexts in
+    append-only buffers (:func:`~focalcodec.modules.layers.append_time`) instead of
+    concatenating the whole ``window_size``-frame context again at every call.
+    """
+
+    append_contexts = False
 
     def __init__(
         self,
@@ -82,7 +90,7 @@ class FocalModulation(nn.Module):
         for level, (block, k) in enumerate(zip(self.layers, self.kernel_sizes)):
             if self.causal:
                 past = contexts[level] if contexts else None
-                padded, past = extend_left(ctx, past, k - 1, "replicate")
+                padded, past = self.extend_context(ctx, past, k - 1)
                 new_contexts.append(past)
             else:
                 padded = same_pad(ctx, k)
@@ -97,6 +105,16 @@ class FocalModulation(nn.Module):
         y = query * conv_time(self.context_proj, modulator)
         y = self.dropout(self.out_proj(self.norm(y)))
         return y, new_contexts
+
+    def extend_context(
+        self, ctx: Tensor, past: Tensor | None, size: int
+    ) -> tuple[Tensor, Tensor]:
+        """Causal level input (B, size + T, dim) and the next context (B, size, dim)."""
+        if not self.append_contexts:
+            return extend_left(ctx, past, size, "replicate")
+        if past is None:
+            past = ctx[:, :1].expand(-1, size, -1)
+        return append_time(past, ctx, 1, size)
 
 
 class FocalBlock(nn.Module):

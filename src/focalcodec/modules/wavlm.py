@@ -303,17 +303,7 @@ class WavLM(nn.Module):
             if state is not None:
                 cache = state.kv_caches[i]
             else:
-                # The first cache is oversized (as in the original) and cut to the window
-                # right after this call, so later calls see the same layout.
-                heads = layer.attention
-                shape = (
-                    x.shape[0],
-                    max(512, frames),
-                    heads.num_heads,
-                    heads.head_dim,
-                    2,
-                )
-                cache = x.new_zeros(shape)
+                cache = layer.attention.new_cache(x)
             x, cache = layer(x, bias, mask, cache, cache_start, shift, window)
             caches.append(cache)
         position = torch.tensor(min(end, window - chunk), dtype=torch.long)

@@ -1,0 +1,66 @@
+"""Per-chunk compute time of streaming steps, fast modes side by side.
+
+A full-size causal model (random weights are fine for speed) streams noise through
+``encode_step`` + ``decode_step`` in 80 ms chunks; the modes run interleaved, one chunk
+each in turn, so that machine drift hits them alike. Times are reported for the chunks
+after ``--warmup`` (the attention window fills after 128 chunks).
+
+Example::
+
+    python benchmarks/profile_stream.py --modes exact int8 --chunks 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from focalcodec import FocalCodec
+from focalcodec.fast import optimize
+from focalcodec.streaming import decode_step, encode_step
+
+
+def percentiles(times: list[float]) -> str:
+    ms = sorted(1000 * t for t in times)
+    pick = [ms[min(len(ms) - 1, int(q * len(ms)))] for q in (0.9, 0.99)]
+    return (
+        f"p50 {statistics.median(ms):6.1f}  p90 {pick[0]:6.1f}  p99 {pick[1]:6.1f}  "
+        f"max {ms[-1]:6.1f} ms"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="focalcodec_50hz_4k_causal")
+    p.add_argument("--modes", nargs="+", default=["int8"])
+    p.add_argument("--chunks", type=int, default=170)
+    p.add_argument("--warmup", type=int, default=135)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    codec = FocalCodec.from_config(args.model).eval()
+    models = {mode: optimize(codec, mode) for mode in args.modes}
+    chunk = codec.chunk_size
+    sig = 0.1 * torch.randn(1, args.chunks * chunk)
+    states = dict.fromkeys(models)
+    times: dict[str, list[float]] = {mode: [] for mode in models}
+    with torch.inference_mode():
+        for i, piece in enumerate(sig.split(chunk, dim=1)):
+            order = list(models) if i % 2 else list(reversed(models))
+            for mode in order:
+                start = time.perf_counter()
+                _, codes, state = encode_step(models[mode], piece, states[mode])
+                _, states[mode] = decode_step(models[mode], codes, state)
+                times[mode].append(time.perf_counter() - start)
+    budget = 1000 * chunk / codec.sample_rate_input
+    print(f"{args.model}, {args.threads} threads, budget {budget:.0f} ms per chunk")
+    for mode, spent in times.items():
+        print(f"{mode:>13}: {percentiles(spent[args.warmup :])}")
+
+
+if __name__ == "__main__":
+    main()
