@@ -104,16 +104,17 @@ def run_latency(args: argparse.Namespace) -> dict:
     codec = FocalCodec.from_config(args.config).eval()
     if args.fast != "exact":
         codec = optimize(codec, args.fast, inplace=True)
-    block = codec.chunk_size
+    # A timed piece is one model call: chunks_per_step blocks, with their whole budget.
+    block = codec.chunk_size * args.chunks_per_step
     budget = 1000 * block / codec.sample_rate_input
     # Fill the encoder's attention window first: per-block cost grows until it is full.
-    frames_per_block = codec.chunk_size // codec.encoder.downsample_factor
+    frames_per_block = block // codec.encoder.downsample_factor
     warm = codec.encoder.window_size // frames_per_block + 1
     if args.warmup is not None:
         warm = args.warmup
     sig = torch.from_numpy(speech((warm + args.rounds * args.blocks) * budget / 1000))
     rounds = []
-    with StreamingSession(codec) as stream:
+    with StreamingSession(codec, chunks_per_step=args.chunks_per_step) as stream:
         pieces = iter(sig.split(block))
         t0 = time.perf_counter()
         for _ in range(warm):
@@ -150,6 +151,7 @@ def run_latency(args: argparse.Namespace) -> dict:
     return {
         "config": args.config,
         "fast_mode": args.fast,
+        "chunks_per_step": args.chunks_per_step,
         "budget_ms": budget,
         "warmup_blocks": warm,
         "blocks_per_round": args.blocks,
@@ -434,6 +436,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     lat.add_argument("--rounds", type=int, default=3)
     lat.add_argument(
         "--fast", default="exact", help="fast mode of focalcodec.fast (e.g. int8)"
+    )
+    lat.add_argument(
+        "--chunks-per-step",
+        type=int,
+        default=1,
+        help="blocks per model call (a timed piece is this many blocks)",
     )
     lat.add_argument("--blocks", type=int, default=125, help="blocks per round")
     lat.add_argument(
