@@ -44,7 +44,6 @@ import copy
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError
@@ -262,10 +261,7 @@ class _ChannelsLastConv(nn.Module):
         patches = k == stride and x.shape[1] % k == 0
         if stride == 1 or patches or not layers._FEW_FRAMES < frames:
             return layers.conv_time(conv, x)
-        y = F.conv2d(
-            x.transpose(1, 2).unsqueeze(2), self.weight, conv.bias, stride=(1, stride)
-        )
-        return y.squeeze(2).transpose(1, 2)
+        return layers._channels_last_conv(conv, x, self.weight)
 
 
 def _is_depthwise(conv: nn.Module) -> bool:

@@ -187,12 +187,16 @@ _FEW_FRAMES = 64
 _LONG_KERNEL = 64
 
 
-def _channels_last_conv(conv: nn.Conv1d, x: Tensor) -> Tensor:
+def _channels_last_conv(
+    conv: nn.Conv1d, x: Tensor, weight: Tensor | None = None
+) -> Tensor:
+    """``conv`` on channel-last (B, T, C); ``weight`` is its (C_out, C_in, 1, k) view,
+    if the caller keeps one ready (e.g. already in oneDNN's layout)."""
     # (B, T, C) seen as (B, C, 1, T) has NHWC strides, so oneDNN runs without reordering
     # the input and writes an NHWC output that is (B, T', C_out) in memory.
     y = F.conv2d(
         x.transpose(1, 2).unsqueeze(2),
-        conv.weight.unsqueeze(2),
+        conv.weight.unsqueeze(2) if weight is None else weight,
         conv.bias,
         stride=(1, conv.stride[0]),
         groups=conv.groups,
