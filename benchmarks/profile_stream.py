@@ -5,9 +5,14 @@ A full-size causal model (random weights are fine for speed) streams noise throu
 each in turn, so that machine drift hits them alike. Times are reported for the chunks
 after ``--warmup`` (the attention window fills after 128 chunks).
 
+With ``--ops N``, N more chunks per mode then run under ``torch.profiler`` and the
+operators called from Python are listed by time per chunk, split by input shape (which
+tells, e.g., the front-end convolutions from the 512-tap depthwise ones).
+
 Example::
 
     python benchmarks/profile_stream.py --modes exact int8 --chunks 300
+    python benchmarks/profile_stream.py --modes int8 --ops 20
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=170)
     p.add_argument("--warmup", type=int, default=135)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ops", type=int, default=0, help="chunks to profile per mode")
+    p.add_argument("--top", type=int, default=15, help="operator rows to print")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -60,6 +67,36 @@ def main() -> None:
     print(f"{args.model}, {args.threads} threads, budget {budget:.0f} ms per chunk")
     for mode, spent in times.items():
         print(f"{mode:>13}: {percentiles(spent[args.warmup :])}")
+    if args.ops:
+        more = (0.1 * torch.randn(1, args.ops * chunk)).split(chunk, dim=1)
+        for mode, model in models.items():
+            print_operators(mode, model, more, states[mode], args.top)
+
+
+def print_operators(mode: str, model, pieces, state, top: int) -> None:
+    """Time per chunk of the operators called from Python, by name and input shape."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with (
+        torch.inference_mode(),
+        profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof,
+    ):
+        for piece in pieces:
+            _, codes, state = encode_step(model, piece, state)
+            _, state = decode_step(model, codes, state)
+    spent: dict[tuple[str, str], list[float]] = {}
+    for event in prof.events():
+        if event.cpu_parent is not None:
+            continue
+        shape = str(event.input_shapes[0]) if event.input_shapes else ""
+        entry = spent.setdefault((event.name, shape), [0.0, 0])
+        entry[0] += event.cpu_time_total / 1000 / len(pieces)
+        entry[1] += 1 / len(pieces)
+    total = sum(ms for ms, _ in spent.values())
+    print(f"\n{mode}: operators per chunk, {total:.1f} ms in all (profiler included)")
+    rows = sorted(spent.items(), key=lambda item: -item[1][0])[:top]
+    for (name, shape), (ms, calls) in rows:
+        print(f"  {ms:6.2f} ms  {calls:5.1f} calls  {name} {shape}")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ Modes (``device`` is where the mode makes sense):
   layers, so an item's result never depends on its batch mates. For streaming steps,
   the causal contexts and key/value caches grow in place in append-only buffers
   instead of being copied whole at every step (the values are the same; the states
-  are not interchangeable with the exact model's), and short depthwise convolutions
-  over a step's few frames skip oneDNN.
+  are not interchangeable with the exact model's), short depthwise convolutions
+  over a step's few frames skip oneDNN, and a few more per-step costs go (attention
+  gates folded to 2 outputs per head, the step's position bias remembered, no
+  discarded padding block in the refiner).
 * ``int8-decoder`` (CPU): the same for the decompressor and decoder only, so tokens stay
   exact and only decoding is approximate.
 * ``bf16`` / ``fp16`` (GPU): the four networks run under ``torch.autocast``; their main
@@ -32,6 +34,10 @@ Example::
     codec = FocalCodec.from_pretrained("lucadellalib/focalcodec_50hz_4k_causal").eval()
     fast = optimize(codec, "int8")  # a new model; ``codec`` is left untouched
     toks = fast.sig_to_toks(sig)
+
+A fast model is for inference only: some layers keep weights in derived forms (int8,
+channel-last or transposed copies, folded projections), so changes to its weights are
+not seen everywhere. Train or edit the exact model and call :func:`optimize` again.
 
 The token signs come straight out of the compressor's last projection, so the int8 modes
 keep that small layer (``compressor.out_proj``, 1024 x 13 weights) in float32, as well as
@@ -100,7 +106,7 @@ def optimize(
     model = model.to(device).eval()
     if mode in _INT8_PARTS:
         _quantize_int8(model, _INT8_PARTS[mode])
-        _append_in_place(model, _INT8_PARTS[mode])
+        _prepare_streaming(model, _INT8_PARTS[mode])
     elif mode in ("bf16", "fp16"):
         dtype = torch.bfloat16 if mode == "bf16" else torch.float16
         for name in _NETWORKS:
@@ -167,16 +173,27 @@ def _quantize_int8(model: nn.Module, prefixes: tuple[str, ...]) -> None:
                 setattr(parent, name, _PerItem(child))
 
 
-def _append_in_place(model: nn.Module, prefixes: tuple[str, ...]) -> None:
-    """Streaming contexts and key/value caches grow in place (see ``append_time``)."""
-    from .modules.attention import GatedRelativeAttention, TapeCacheAttention
+def _prepare_streaming(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Leaner streaming steps: contexts and key/value caches grow in place (see
+    ``append_time``), the refiner skips its discarded padding block, and the relative
+    position bias of a step is remembered for the next step with the same positions."""
+    from .modules.attention import (
+        GatedRelativeAttention,
+        RelativePositionBias,
+        TapeCacheAttention,
+    )
     from .modules.focalnet import FocalModulation
+    from .modules.layers import ChunkFeedForward
 
     for name, module in model.named_modules():
         if not name.startswith(prefixes):
             continue
         if isinstance(module, FocalModulation):
             module.append_contexts = True
+        elif isinstance(module, ChunkFeedForward):
+            module.pad_full_blocks = False
+        elif isinstance(module, RelativePositionBias):
+            module.memo = {}
         elif type(module) is GatedRelativeAttention:
             module.__class__ = TapeCacheAttention
 
@@ -236,13 +253,15 @@ def _prepare_front_end(encoder: nn.Module) -> None:
 
 
 class _ChannelsLastConv(nn.Module):
-    """A dense strided convolution with its weight stored channels-last, once.
+    """A dense strided convolution (WavLM's front-end) tuned for streaming steps.
 
-    :func:`~focalcodec.modules.layers.conv_time` runs these convolutions (WavLM's
-    front-end, over more than a few frames) through oneDNN on channels-last input, which
-    copies the (C_out, C_in, 1, k) weight to channels-last at every call (0.5 ms per
-    streaming step for the second layer). The result is the same, bit for bit. Other
-    inputs go through ``conv_time``.
+    Over many output frames, :func:`~focalcodec.modules.layers.conv_time` runs it
+    through oneDNN on channels-last input, which copies the (C_out, C_in, 1, k) weight
+    to channels-last at every call (0.5 ms per streaming step for the second layer):
+    here that copy is made once, with the same result bit for bit. Over a few frames
+    (the later layers of a step) the weights multiply the unfolded windows from the
+    left, which MKL runs faster than ``F.linear``'s order (equal up to float rounding).
+    Kernel-1 or biased convolutions go through ``conv_time``.
     """
 
     def __init__(self, conv: nn.Conv1d) -> None:
@@ -258,10 +277,19 @@ class _ChannelsLastConv(nn.Module):
         conv = self.conv
         (k,), (stride,) = conv.kernel_size, conv.stride
         frames = (x.shape[1] - k) // stride + 1
-        patches = k == stride and x.shape[1] % k == 0
-        if stride == 1 or patches or not layers._FEW_FRAMES < frames:
+        if stride == 1 or frames < 1 or conv.bias is not None:
             return layers.conv_time(conv, x)
-        return layers._channels_last_conv(conv, x, self.weight)
+        if frames > layers._FEW_FRAMES:
+            if k == stride and x.shape[1] % k == 0:
+                return layers.conv_time(conv, x)
+            return layers._channels_last_conv(conv, x, self.weight)
+        # Few frames: weights times windows, in this order: with fewer frames than
+        # channels, MKL's float32 product is faster with the weight on the left than
+        # in ``F.linear``'s order (the streaming step's last front-end layers).
+        windows = x[:, : (frames - 1) * stride + k].unfold(1, k, stride)
+        windows = windows.reshape(-1, conv.in_channels * k)  # (B T', C_in k)
+        y = torch.matmul(conv.weight.view(conv.out_channels, -1), windows.T)
+        return y.T.reshape(x.shape[0], frames, conv.out_channels)
 
 
 def _is_depthwise(conv: nn.Module) -> bool:
@@ -286,6 +314,9 @@ class _ShortDepthwise(nn.Module):
     def __init__(self, conv: nn.Conv1d) -> None:
         super().__init__()
         self.conv = conv
+        # (k, C): taps outermost, so that products and sums run along channels.
+        taps = conv.weight.detach()[:, 0].T.contiguous()
+        self.register_buffer("taps", taps, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from .modules.layers import conv_time
@@ -293,8 +324,8 @@ class _ShortDepthwise(nn.Module):
         (k,) = self.conv.kernel_size
         if k > self.kernel or not k <= x.shape[1] < k + self.frames:
             return conv_time(self.conv, x)
-        windows = x.unfold(1, k, 1)  # (B, T', C, k)
-        y = (windows * self.conv.weight[:, 0]).sum(-1)
+        windows = x.unfold(1, k, 1).transpose(2, 3)  # (B, T', k, C)
+        y = (windows * self.taps).sum(2)
         return y if self.conv.bias is None else y + self.conv.bias
 
 
@@ -343,12 +374,17 @@ class _UnfoldLinear(nn.Module):
         for start in range(0, frames, self.block):
             stop = min(start + self.block, frames)
             span = x[:, start * self.stride : (stop - 1) * self.stride + self.kernel]
-            windows = span.unfold(1, self.kernel, self.stride).transpose(2, 3)
-            outs = [
-                lin(windows[..., g * width : (g + 1) * width].flatten(2))
-                for g, lin in enumerate(self.linears)
-            ]
-            pieces.append(outs[0] if self.groups == 1 else torch.cat(outs, dim=-1))
+            windows = span.unfold(1, self.kernel, self.stride)  # (B, T', C_in, k)
+            if self.groups == 1:
+                pieces.append(self.linears[0](windows.transpose(2, 3).flatten(2)))
+                continue
+            # One copy puts each group's windows in a contiguous (B, T', k, width)
+            # block, instead of one strided copy per group.
+            batch, frames = windows.shape[:2]
+            grouped = windows.reshape(batch, frames, self.groups, width, self.kernel)
+            grouped = grouped.permute(2, 0, 1, 4, 3).contiguous()
+            outs = [lin(grouped[g].flatten(2)) for g, lin in enumerate(self.linears)]
+            pieces.append(torch.cat(outs, dim=-1))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
 
@@ -358,7 +394,7 @@ class _PerItem(nn.Module):
     Dynamic quantization picks one activation scale per call; running items alone keeps
     an item's result independent of its batch mates (batch invariance). The int8 kernel
     is called directly, as the quantized module does, but without the Python-side
-    dispatch checks of ``torch.ops`` packets (about 1 ms per streaming step).
+    dispatch checks of ``torch.ops`` overloads (about 1 ms per streaming step).
     """
 
     def __init__(self, inner: nn.Module) -> None:
@@ -377,9 +413,18 @@ class _PerItem(nn.Module):
             return inner(x)
         # The module's own rule: checkpoints before version 4 did not reduce the range.
         reduce_range = inner.version is not None and inner.version >= 4
-        return torch.ops.quantized.linear_dynamic.default(
-            x, packed._packed_params, reduce_range
-        )
+        return _LINEAR_DYNAMIC(x, packed._packed_params, reduce_range)
+
+
+def _raw_linear_dynamic():
+    """The int8 kernel's C++ entry point, without the Python-side checks that
+    ``torch.ops`` overloads of TorchBind operators run on every call (only useful to
+    tracing with fake tensors, which the int8 modes do not support)."""
+    overload = torch.ops.quantized.linear_dynamic.default
+    return getattr(overload, "_op", overload)
+
+
+_LINEAR_DYNAMIC = _raw_linear_dynamic()
 
 
 # -- autocast -----------------------------------------------------------------------------

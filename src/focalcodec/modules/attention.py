@@ -39,6 +39,8 @@ class RelativePositionBias(nn.Embedding):
     def __init__(self, num_buckets: int, max_distance: int, num_heads: int) -> None:
         super().__init__(num_buckets, num_heads)
         self.max_distance = max_distance
+        # A dict here (set by fast modes) lets the encoder reuse the last bias.
+        self.memo: dict | None = None
 
     def buckets(self, relative: Tensor) -> Tensor:
         """Bucket index for each relative position ``key - query`` (int64 tensor)."""
@@ -247,6 +249,29 @@ class TapeCacheAttention(GatedRelativeAttention):
     values attended to are the same; states are not interchangeable with the exact
     model's.
     """
+
+    def gate(self, x: Tensor) -> Tensor:
+        """As :meth:`GatedRelativeAttention.gate`, with the two sums of four
+        projections folded into the weights: one small product, 2 outputs per head."""
+        batch, frames, _ = x.shape
+        weight, bias = self._folded_gate()
+        heads = x.reshape(batch * frames * self.num_heads, self.head_dim)
+        g = torch.sigmoid(torch.addmm(bias, heads, weight))
+        g = g.view(batch, frames, self.num_heads, 2).transpose(1, 2)
+        a, b = g[..., 0:1], g[..., 1:2]
+        return a * (b * self.gru_rel_pos_const.to(x.dtype) - 1.0) + 2.0
+
+    def _folded_gate(self) -> tuple[Tensor, Tensor]:
+        """(d, 2) weight and (2,) bias, built on first use: fast-mode models are frozen
+        for inference (rebuilt only if the projection's weights are replaced)."""
+        linear = self.gru_rel_pos_linear
+        key = (linear.weight.data_ptr(), linear.weight.device)
+        folded = self.__dict__.get("_gate_fold")
+        if folded is None or folded[0] != key:
+            weight = linear.weight.detach().view(2, 4, -1).sum(1).T.contiguous()
+            bias = linear.bias.detach().view(2, 4).sum(1)
+            folded = self.__dict__["_gate_fold"] = (key, weight, bias)
+        return folded[1], folded[2]
 
     def new_cache(self, x: Tensor) -> Tensor:
         """No past rows yet: shape (2, B, H, 0, d)."""

@@ -312,6 +312,9 @@ class ChunkFeedForward(nn.Module):
     ) -> None:
         super().__init__()
         self.chunk_size = chunk_size
+        # Fast modes turn this off: the padding block is then added only when T does not
+        # fill whole blocks (its rows are discarded either way).
+        self.pad_full_blocks = True
         self.in_proj = nn.Linear(chunk_size * dim, ffn_dim)
         self.out_proj = nn.Linear(ffn_dim, chunk_size * dim)
         self.dropout = nn.Dropout(dropout)
@@ -323,6 +326,8 @@ class ChunkFeedForward(nn.Module):
         # Checkpoint compatibility: the original always pads, adding a whole block of zeros
         # when T is already a multiple of the block. The extra block is discarded below.
         pad = block - (frames * dim) % block
+        if not self.pad_full_blocks:
+            pad %= block
         h = F.pad(flat, (0, pad)).view(batch, -1, block)
         h = self.dropout(F.gelu(self.in_proj(h)))
         h = self.dropout(self.out_proj(h))

@@ -316,9 +316,25 @@ def _position_bias(
     """The (H, frames, keys) bias, or its lazy rows when it would be large.
 
     Computed once and shared by all layers; beyond about 64 MB (20 s of 50 Hz frames at
-    once) each layer rebuilds it block by block instead of keeping it all.
+    once) each layer rebuilds it block by block instead of keeping it all. With a memo
+    (fast modes, whose models are frozen for inference), the last small bias is kept
+    for the next call with the same positions: every streaming step after the window
+    has filled.
     """
+    size = relative.embedding_dim * frames * keys * 4
+    memo = relative.memo
+    key = (start, frames, keys, relative.weight.data_ptr())
+    if memo is not None and key in memo:
+        return memo[key]
     rows = relative.rows(start, frames, keys)
-    if relative.embedding_dim * frames * keys * 4 > _attention.BLOCK_BYTES:
+    if size > _attention.BLOCK_BYTES:
         return rows
-    return rows.block(0, frames)
+    bias = rows.block(0, frames)
+    if memo is not None and size <= _MEMO_BYTES:
+        memo.clear()
+        memo[key] = bias
+    return bias
+
+
+# Largest position bias a memo keeps (a streaming step's is 128 KB).
+_MEMO_BYTES = 2**20
