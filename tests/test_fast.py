@@ -259,12 +259,27 @@ def test_position_bias_memo_returns_the_right_positions() -> None:
 
     rel = attention.RelativePositionBias(32, 48, 4)
     rel.memo = {}
-    first = _position_bias(rel, 4, 4, 20)
-    assert _position_bias(rel, 4, 4, 20) is first  # remembered
-    moved = _position_bias(rel, 8, 4, 20)
-    assert torch.equal(moved, rel.rows(8, 4, 20).block(0, 4))
-    assert not torch.equal(moved, first)
+    with torch.inference_mode():
+        first = _position_bias(rel, 4, 4, 20)
+        assert _position_bias(rel, 4, 4, 20) is first  # remembered
+        moved = _position_bias(rel, 8, 4, 20)
+        assert torch.equal(moved, rel.rows(8, 4, 20).block(0, 4))
+        assert not torch.equal(moved, first)
     assert list(rel.memo) == [(8, 4, 20, rel.weight.data_ptr())]  # only the last
+    # Outside inference mode the memo is neither read nor written.
+    assert _position_bias(rel, 8, 4, 20) is not moved
+    assert list(rel.memo) == [(8, 4, 20, rel.weight.data_ptr())]
+
+
+def test_fast_model_works_with_autograd_after_inference_mode(exact, speech) -> None:
+    # Remembered or folded tensors built under inference mode must not break a later
+    # call with autograd on (e.g. a user who streams, then encodes without no_grad).
+    fast = optimize(exact, "int8-decoder")
+    fast_modes._prepare_streaming(fast, fast_modes._NETWORKS)
+    sig = speech[0][:, :8000]
+    with torch.inference_mode():
+        first = fast.sig_to_toks(sig)
+    assert torch.equal(fast.sig_to_toks(sig), first)
 
 
 def test_direct_int8_call_equals_the_quantized_module(exact) -> None:

@@ -268,8 +268,11 @@ class TapeCacheAttention(GatedRelativeAttention):
         key = (linear.weight.data_ptr(), linear.weight.device)
         folded = self.__dict__.get("_gate_fold")
         if folded is None or folded[0] != key:
-            weight = linear.weight.detach().view(2, 4, -1).sum(1).T.contiguous()
-            bias = linear.bias.detach().view(2, 4).sum(1)
+            # Normal tensors even when first used under inference mode, so that later
+            # calls with autograd on can use them too.
+            with torch.inference_mode(False), torch.no_grad():
+                weight = linear.weight.view(2, 4, -1).sum(1).T.contiguous()
+                bias = linear.bias.view(2, 4).sum(1)
             folded = self.__dict__["_gate_fold"] = (key, weight, bias)
         return folded[1], folded[2]
 

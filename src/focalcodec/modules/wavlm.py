@@ -322,7 +322,8 @@ def _position_bias(
     has filled.
     """
     size = relative.embedding_dim * frames * keys * 4
-    memo = relative.memo
+    # Inference mode only: its tensors must not meet autograd in a later call.
+    memo = relative.memo if torch.is_inference_mode_enabled() else None
     key = (start, frames, keys, relative.weight.data_ptr())
     if memo is not None and key in memo:
         return memo[key]
