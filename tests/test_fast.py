@@ -225,10 +225,13 @@ def test_front_end_conv_over_few_frames(kernel, stride, frames) -> None:
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("frames", [1, 4, 70])
-def test_grouped_unfold_linear_matches_convolution(frames) -> None:
-    # WavLM's positional convolution: grouped, long kernel, as one Linear per group.
-    conv = nn.Conv1d(32, 32, 9, groups=4)
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("frames, block", [(1, 2048), (4, 2048), (70, 2048), (70, 16)])
+def test_unfold_linear_matches_convolution(groups, frames, block, monkeypatch) -> None:
+    # WavLM's positional convolution (grouped, long kernel) as one Linear per group;
+    # long inputs go through in blocks of output frames (a small block here).
+    monkeypatch.setattr(fast_modes._UnfoldLinear, "block", block)
+    conv = nn.Conv1d(32, 32, 9, groups=groups)
     x = torch.randn(2, frames + 8, 32, generator=torch.Generator().manual_seed(frames))
     ref = conv(x.transpose(1, 2)).transpose(1, 2)
     torch.testing.assert_close(

@@ -380,8 +380,8 @@ class _UnfoldLinear(nn.Module):
                 continue
             # One copy puts each group's windows in a contiguous (B, T', k, width)
             # block, instead of one strided copy per group.
-            batch, frames = windows.shape[:2]
-            grouped = windows.reshape(batch, frames, self.groups, width, self.kernel)
+            batch, count = windows.shape[:2]
+            grouped = windows.reshape(batch, count, self.groups, width, self.kernel)
             grouped = grouped.permute(2, 0, 1, 4, 3).contiguous()
             outs = [lin(grouped[g].flatten(2)) for g, lin in enumerate(self.linears)]
             pieces.append(torch.cat(outs, dim=-1))

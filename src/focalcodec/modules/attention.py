@@ -36,11 +36,12 @@ class RelativePositionBias(nn.Embedding):
     order, because a one-off bucket index changes the outputs of released checkpoints.
     """
 
+    # A dict here (set by fast modes) lets the encoder reuse the last bias.
+    memo: dict | None = None
+
     def __init__(self, num_buckets: int, max_distance: int, num_heads: int) -> None:
         super().__init__(num_buckets, num_heads)
         self.max_distance = max_distance
-        # A dict here (set by fast modes) lets the encoder reuse the last bias.
-        self.memo: dict | None = None
 
     def buckets(self, relative: Tensor) -> Tensor:
         """Bucket index for each relative position ``key - query`` (int64 tensor)."""
