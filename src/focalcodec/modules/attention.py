@@ -186,15 +186,28 @@ class GatedRelativeAttention(nn.Module):
         -------
         The output (B, T, dim) and the updated cache (None when no cache was given).
         """
-        batch, frames, dim = x.shape
-        qkv = self.qkv_proj(x).view(batch, frames, 3 * self.num_heads, self.head_dim)
+        qkv = self.qkv_proj(x)
+        q, k, v, cache = self.heads(qkv, cache, cache_start, cache_shift, cache_rows)
+        return self.out_proj(self.attend(x, q, k, v, position_bias, mask)), cache
+
+    def heads(
+        self,
+        qkv: Tensor,
+        cache: Tensor | None,
+        cache_start: int,
+        cache_shift: int,
+        cache_rows: int | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Queries (B, H, T, d), keys and values (B, H, K, d) from the fused (B, T,
+        3 dim) projection, after the cached past if any, and the updated cache."""
+        batch, frames, _ = qkv.shape
+        qkv = qkv.view(batch, frames, 3 * self.num_heads, self.head_dim)
         q, k, v = qkv.split(self.num_heads, dim=2)
         if cache is not None:
             k, v, cache = _update_cache(
                 cache, k, v, cache_start, cache_shift, cache_rows
             )
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        return self.out_proj(self.attend(x, q, k, v, position_bias, mask)), cache
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), cache
 
     def new_cache(self, x: Tensor) -> Tensor:
         """An empty key/value cache for a stream starting with ``x`` (B, T, dim).
@@ -281,31 +294,27 @@ class TapeCacheAttention(GatedRelativeAttention):
         """No past rows yet: shape (2, B, H, 0, d)."""
         return x.new_zeros((2, x.shape[0], self.num_heads, 0, self.head_dim))
 
-    def forward(
+    def heads(
         self,
-        x: Tensor,
-        position_bias: Tensor | BiasRows,
-        mask: Tensor | None = None,
-        cache: Tensor | None = None,
-        cache_start: int = 0,
-        cache_shift: int = 0,
-        cache_rows: int | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """As :meth:`GatedRelativeAttention.forward`, with the planar cache."""
+        qkv: Tensor,
+        cache: Tensor | None,
+        cache_start: int,
+        cache_shift: int,
+        cache_rows: int | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """As :meth:`GatedRelativeAttention.heads`, with the planar cache."""
         if cache is None:
-            return super().forward(x, position_bias, mask)
-        batch, frames, _ = x.shape
-        qkv = self.qkv_proj(x).view(batch, frames, 3, self.num_heads, self.head_dim)
-        end = cache_start + frames
+            return super().heads(qkv, None, cache_start, cache_shift, cache_rows)
+        batch, frames, _ = qkv.shape
+        qkv = qkv.view(batch, frames, 3, self.num_heads, self.head_dim)
         # The rows a step keeps are those the exact cache keeps before its junk rows.
-        keep = end - cache_shift
+        keep = cache_start + frames - cache_shift
         if cache_rows is not None and keep > cache_rows:
             raise ValueError(f"cannot keep {keep} rows in a {cache_rows}-row cache")
         fresh = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)  # (2, B, H, T, d)
         past = cache if cache.shape[3] == cache_start else cache[:, :, :, :cache_start]
         kv, kept = append_time(past, fresh, 3, keep)
-        q = qkv[:, :, 0].transpose(1, 2)
-        return self.out_proj(self.attend(x, q, kv[0], kv[1], position_bias, mask)), kept
+        return qkv[:, :, 0].transpose(1, 2), kv[0], kv[1], kept
 
 
 # Size of one block of the gated bias (and of a bias worth keeping for all layers).
