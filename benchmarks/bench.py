@@ -50,7 +50,7 @@ SAMPLE_RATE = 16000
 
 
 class OursAdapter:
-    """This package, optionally through a fast mode of :mod:`focalcodec.fast`."""
+    """This package, optionally through a fast mode of :mod:`focalcodec.deploy.fast`."""
 
     name = "ours"
 
@@ -58,7 +58,7 @@ class OursAdapter:
         import torch
 
         from focalcodec import FocalCodec
-        from focalcodec.streaming import decode_step, encode_step
+        from focalcodec.streaming.steps import decode_step, encode_step
 
         torch.manual_seed(0)
         if Path(job["config"]).is_dir():  # a checkpoint (e.g. a golden tiny model)
@@ -66,7 +66,7 @@ class OursAdapter:
         else:
             codec = FocalCodec.from_config(job["config"]).eval()
         if job["mode"] != "exact":
-            from focalcodec.fast import optimize
+            from focalcodec.deploy.fast import optimize
 
             codec = optimize(codec, job["mode"], device=job["device"], inplace=True)
         self.codec = codec.to(job["device"])
@@ -262,8 +262,8 @@ def task_agreement(model, job: dict, clock: Clock) -> dict:
 
     import torch
 
-    from focalcodec.audio import load_audio
-    from focalcodec.fast import optimize
+    from focalcodec.deploy.fast import optimize
+    from focalcodec.io.audio import load_audio
 
     exact = model.codec
     fast = optimize(
@@ -311,7 +311,7 @@ def stream_tokens(codec, sig, chunk: int):
     """Tokens of ``sig`` (1, N) encoded chunk by chunk with ``encode_step``."""
     import torch
 
-    from focalcodec.streaming import encode_step
+    from focalcodec.streaming.steps import encode_step
 
     state, toks = None, []
     for piece in sig.split(chunk, dim=1):

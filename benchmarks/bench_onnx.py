@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.export import export_onnx
-from focalcodec.onnx_backend import OnnxCodec
-from focalcodec.streaming import decode_step, encode_step
+from focalcodec.deploy.onnx_export import export_onnx
+from focalcodec.deploy.onnx_runtime import OnnxCodec
+from focalcodec.streaming.steps import decode_step, encode_step
 
 Timing = tuple[float, float]  # best wall, best CPU seconds
 

@@ -4,11 +4,11 @@ Three parts, each printing a table and writing JSON (``--json``, default
 ``benchmarks/results/streaming_<part>.json``):
 
 * ``latency``: a full-size causal model (random weights are fine for speed) streams real
-  speech through :class:`focalcodec.session.StreamingSession` in 80 ms blocks after the
+  speech through :class:`focalcodec.streaming.session.StreamingSession` in 80 ms blocks after the
   attention window has filled; compute time per block (encode, decode, both) against the
   80 ms budget, per round, p50/p90/p99/max.
 * ``memory``: peak RSS of a fresh process per input length (1, 10, 60 minutes by default)
-  running a non-causal model over the input with :mod:`focalcodec.longform`. Modes:
+  running a non-causal model over the input with :mod:`focalcodec.streaming.longform`. Modes:
   ``lazy`` reads the input file window by window and writes the output piece by piece;
   ``memory`` holds input and output in memory (the plain ``encode_long``/``decode_long``
   calls, up to ``--memory-limit`` minutes); ``whole`` is whole-input processing for
@@ -44,15 +44,15 @@ import soundfile as sf
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.audio import load_audio
-from focalcodec.fast import optimize
-from focalcodec.longform import (
+from focalcodec.deploy.fast import optimize
+from focalcodec.io.audio import load_audio
+from focalcodec.streaming.longform import (
     AudioFileSignal,
     decode_long,
     encode_long,
     iter_decode_long,
 )
-from focalcodec.session import StreamingSession
+from focalcodec.streaming.session import StreamingSession
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FOCALCODEC_SHARED", REPO.parent / "shared"))
@@ -435,7 +435,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     lat.add_argument("--config", default="focalcodec_50hz_4k_causal")
     lat.add_argument("--rounds", type=int, default=3)
     lat.add_argument(
-        "--fast", default="exact", help="fast mode of focalcodec.fast (e.g. int8)"
+        "--fast",
+        default="exact",
+        help="fast mode of focalcodec.deploy.fast (e.g. int8)",
     )
     lat.add_argument(
         "--chunks-per-step",

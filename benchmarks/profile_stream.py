@@ -24,8 +24,8 @@ import time
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.fast import optimize
-from focalcodec.streaming import decode_step, encode_step
+from focalcodec.deploy.fast import optimize
+from focalcodec.streaming.steps import decode_step, encode_step
 
 
 def percentiles(times: list[float]) -> str:

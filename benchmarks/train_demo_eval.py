@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.atomic import atomic_write
+from focalcodec.io.atomic import atomic_write
+from focalcodec.io.manifest import read_manifest
 from focalcodec.train.cache import module_fingerprint
 from focalcodec.train.config import config_from_dict
-from focalcodec.train.data import load_audio, read_manifest
+from focalcodec.train.data import load_audio
 from focalcodec.train.logger import read_metrics
 from focalcodec.train.losses import MelSpectrogram
 from focalcodec.train.plots import plot_curves, plot_spectrograms

@@ -1,4 +1,5 @@
-"""Shared fixtures: the ``../shared`` folder (golden vectors, manifests, real speech)."""
+"""Shared fixtures: the in-repo test data (golden vectors, manifests, real speech) and
+the optional larger ``../shared`` folder."""
 
 from __future__ import annotations
 
@@ -8,17 +9,29 @@ from pathlib import Path
 import pytest
 import torch
 
-from support import GOLDEN_CASES, PARITY_REPORT, _shared  # noqa: E402
+from support import DATA, GOLDEN_CASES, PARITY_REPORT, shared_path  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """``tests/data``: the golden cases, manifests, configs and a few speech clips."""
+    return DATA
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    return _shared()
+    """The 81-minute speech set of ``../shared``; tests that need it skip without it."""
+    path = shared_path()
+    if path is None:
+        pytest.skip(
+            "needs ../shared/audio (set FOCALCODEC_SHARED); not in a bare clone"
+        )
+    return path
 
 
 @pytest.fixture(scope="session")
-def golden_dir(shared_dir: Path) -> Path:
-    return shared_dir / "golden"
+def golden_dir(data_dir: Path) -> Path:
+    return data_dir / "golden"
 
 
 @pytest.fixture(params=GOLDEN_CASES)

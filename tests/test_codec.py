@@ -97,7 +97,7 @@ def test_output_length_trims_and_replicates(codec: FocalCodec) -> None:
 
 
 def test_knn_finds_exact_members() -> None:
-    from focalcodec.matching import knn
+    from focalcodec.modules.knn import knn
 
     gen = torch.Generator().manual_seed(3)
     bank = torch.randn(50, 8, generator=gen)

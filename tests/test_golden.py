@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from focalcodec import FocalCodec
-from focalcodec.streaming import decode_step, encode_step
+from focalcodec.streaming.steps import decode_step, encode_step
 from support import GOLDEN_CASES, PARITY_REPORT
 
 TOL = 1e-4

@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.config import packaged_config, packaged_names
-from focalcodec.pretrained import convert_legacy_state_dict
+from focalcodec.pretrained import (
+    convert_legacy_state_dict,
+    packaged_config,
+    packaged_names,
+)
 
 NAMES = [
     "focalcodec_50hz",
@@ -22,8 +25,8 @@ NAMES = [
 ]
 
 
-def _manifest(shared_dir: Path, name: str) -> dict:
-    return json.loads((shared_dir / "manifests" / f"{name}.json").read_text())
+def _manifest(data_dir: Path, name: str) -> dict:
+    return json.loads((data_dir / "manifests" / f"{name}.json").read_text())
 
 
 def _meta_model(name: str) -> FocalCodec:
@@ -32,17 +35,17 @@ def _meta_model(name: str) -> FocalCodec:
         return FocalCodec(**packaged_config(name))
 
 
-def test_packaged_configs_are_the_official_six(shared_dir: Path) -> None:
+def test_packaged_configs_are_the_official_six(data_dir: Path) -> None:
     assert packaged_names() == sorted(NAMES)
     for name in NAMES:
         shipped = packaged_config(name)
-        official = json.loads((shared_dir / "configs" / f"{name}.json").read_text())
+        official = json.loads((data_dir / "configs" / f"{name}.json").read_text())
         assert shipped == official
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_state_dict_matches_manifest(shared_dir: Path, name: str) -> None:
-    manifest = _manifest(shared_dir, name)
+def test_state_dict_matches_manifest(data_dir: Path, name: str) -> None:
+    manifest = _manifest(data_dir, name)
     model = _meta_model(name)
     state = model.state_dict()
     expected = manifest["state_dict"]
@@ -58,8 +61,8 @@ def test_state_dict_matches_manifest(shared_dir: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_derived_properties_match_manifest(shared_dir: Path, name: str) -> None:
-    info = _manifest(shared_dir, name)["info"]
+def test_derived_properties_match_manifest(data_dir: Path, name: str) -> None:
+    info = _manifest(data_dir, name)["info"]
     model = _meta_model(name)
     assert model.sample_rate_input == info["sample_rate_input"]
     assert model.sample_rate_output == info["sample_rate_output"]
@@ -69,9 +72,9 @@ def test_derived_properties_match_manifest(shared_dir: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if "causal" not in n])
-def test_legacy_layout_converts_to_manifest(shared_dir: Path, name: str) -> None:
+def test_legacy_layout_converts_to_manifest(data_dir: Path, name: str) -> None:
     """A checkpoint in the released v0.0.1 layout maps onto every current key."""
-    legacy = _manifest(shared_dir, name)["legacy_v001_layout"]["state_dict"]
+    legacy = _manifest(data_dir, name)["legacy_v001_layout"]["state_dict"]
     dtypes = {"float32": torch.float32, "int64": torch.int64}
     old = {
         k: torch.empty(v["shape"], dtype=dtypes[v["dtype"]], device="meta")

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from focalcodec import CheckpointError, ConfigError, FocalCodec
-from focalcodec.config import apply_overrides, packaged_config
+from focalcodec.config import apply_overrides
+from focalcodec.pretrained import packaged_config
 
 
 @pytest.fixture

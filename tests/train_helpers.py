@@ -166,7 +166,7 @@ def toy_config(run_dir: Path, *extra: str) -> TrainConfig:
 
 def ddp_toy_worker(rank: int, world: int, port: int, run_dir: str, out: str) -> None:
     """One process of a 2-process gloo run of the toy stage (for mp.spawn)."""
-    from focalcodec.train import distributed
+    from focalcodec import runtime as distributed
     from focalcodec.train.trainer import Trainer
 
     os.environ.update(

@@ -4,7 +4,7 @@
     codes --decompressor--> qfeats --decoder--> sig
 
 Method names follow the ``x_to_y`` vocabulary of the original package. Methods are offline
-(whole signals); streaming goes through :mod:`focalcodec.streaming`.
+(whole signals); streaming goes through :mod:`focalcodec.streaming.steps`.
 
 Batches and ``length``: ``length`` (B,) gives the fraction of the time axis that is real for
 each item. Unlike the original, every item then gives exactly what it gives on its own: items
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from . import __version__
 from .config import SLOTS, config_hash, normalize_config, registry
 from .errors import AudioError, ConfigError, InputError
-from .matching import knn
+from .modules.knn import knn
 
 __all__ = ["CodecOutput", "FocalCodec"]
 
@@ -320,10 +320,10 @@ class FocalCodec(nn.Module):
     def streaming(self, batch_size: int = 1, **options):
         """A streaming session (causal models): ``with codec.streaming() as stream:``.
 
-        See :class:`focalcodec.session.StreamingSession` for ``options`` (matching set for
+        See :class:`focalcodec.streaming.session.StreamingSession` for ``options`` (matching set for
         voice conversion, tail padding, chunks per step).
         """
-        from .session import StreamingSession
+        from .streaming.session import StreamingSession
 
         return StreamingSession(self, batch_size, **options)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ __all__ = [
     "config_hash",
     "load_config",
     "normalize_config",
-    "packaged_config",
-    "packaged_names",
     "registry",
 ]
 
@@ -120,22 +117,3 @@ def config_hash(config: dict[str, Any]) -> str:
     """16-hex-digit digest identifying an architecture (key order does not matter)."""
     text = json.dumps(normalize_config(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def packaged_names() -> list[str]:
-    """Names of the official configs shipped with the package, e.g. focalcodec_50hz."""
-    folder = resources.files("focalcodec") / "configs"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
-
-
-def packaged_config(name: str) -> dict[str, Any]:
-    """The shipped config called ``name`` (with or without ``lucadellalib/``)."""
-    short = name.split("/")[-1]
-    if short.endswith(".json"):
-        short = short[:-5]
-    if short not in packaged_names():
-        raise ConfigError(
-            f"unknown model {name!r}; packaged models: {', '.join(packaged_names())}"
-        )
-    text = (resources.files("focalcodec") / "configs" / f"{short}.json").read_text()
-    return json.loads(text)

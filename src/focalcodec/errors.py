@@ -1,7 +1,26 @@
-"""Exceptions raised by focalcodec for problems the user can fix.
+"""Every exception (and warning) that focalcodec raises for a problem the user can fix.
 
-Every message names what was wrong (file, argument or value) and what to do about it, so the
-CLI can print it as a single line instead of a traceback.
+Each message names what was wrong (file, argument or value) and what to do about it, so
+the command line can print it as a single line instead of a traceback. The classes live
+here, in one place, so that callers can catch them without importing the module that
+raises them::
+
+    FocalCodecError
+    ├── ConfigError            a model configuration is invalid
+    ├── CheckpointError        weights are missing, unreadable or do not fit
+    ├── InputError             an API argument is unusable
+    │   ├── AudioError         audio is unusable
+    │   └── DataError          an audio folder or manifest is unusable
+    ├── FormatError            a .fcz container or token folder is bad
+    │   ├── TruncatedError     ... cut short
+    │   ├── ChecksumError      ... corrupted
+    │   └── ModelMismatchError ... made by another model
+    ├── StreamingError         a streaming session was misused
+    ├── OutputExistsError      an output exists (no --force) or is an input
+    ├── UsageError             command-line arguments that cannot work (exit status 2)
+    ├── OnnxRuntimeMissingError
+    ├── EvalError              an evaluation cannot run as asked
+    └── MetricUnavailable      a metric's package or model is missing
 """
 
 
@@ -25,9 +44,49 @@ class AudioError(InputError):
     """Input audio is unusable (wrong shape or dtype, empty, too short, NaN/Inf, unreadable)."""
 
 
+class DataError(InputError):
+    """An audio folder or JSONL manifest is unusable (missing, empty, malformed line)."""
+
+
 class FormatError(FocalCodecError, ValueError):
-    """A compressed container is truncated, corrupted or was made by another model."""
+    """A compressed container or token folder is truncated, corrupted or from another model."""
+
+
+class TruncatedError(FormatError, EOFError):
+    """The container ends before its final packet (cut short while copying or writing)."""
+
+
+class ChecksumError(FormatError):
+    """A CRC32 does not match: the container was corrupted."""
+
+
+class ModelMismatchError(FormatError):
+    """The container was made by a different model than the one decoding it."""
 
 
 class StreamingError(FocalCodecError, RuntimeError):
     """A streaming session was misused (non-causal model, call after flush, ...)."""
+
+
+class OutputExistsError(FocalCodecError, FileExistsError):
+    """The output exists and overwriting was not allowed, or it is one of the inputs."""
+
+
+class UsageError(FocalCodecError):
+    """Command-line arguments that cannot work together; exit status 2."""
+
+
+class OnnxRuntimeMissingError(FocalCodecError, ImportError):
+    """onnxruntime is not installed."""
+
+
+class EvalError(FocalCodecError):
+    """An evaluation cannot run as asked (bad data set, unknown metric, bad plugin)."""
+
+
+class MetricUnavailable(FocalCodecError):
+    """A metric cannot run here: its package or model is missing. The message says which."""
+
+
+class ClippingWarning(UserWarning):
+    """Audio reaches or exceeds full scale, so it is (or will be) distorted."""

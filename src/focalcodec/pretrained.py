@@ -15,31 +15,118 @@ projections) are converted on load.
 from __future__ import annotations
 
 import json
+import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import atomic_write
-from .config import (
-    apply_overrides,
-    load_config,
-    normalize_config,
-    packaged_config,
-    packaged_names,
-)
+from .config import apply_overrides, load_config, normalize_config
 from .errors import CheckpointError, ConfigError
+from .io.atomic import atomic_write
 
-__all__ = ["build", "convert_legacy_state_dict", "list_models", "load_weights", "save"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_STREAMING_MODEL",
+    "HUB_USER",
+    "build",
+    "convert_legacy_state_dict",
+    "list_models",
+    "load_weights",
+    "packaged_config",
+    "packaged_names",
+    "portable_name",
+    "save",
+    "skeleton",
+    "source_of",
+]
+
+# -- model identity: the one place that knows the official names and Hub ids -------------
 
 HUB_USER = "lucadellalib"
+DEFAULT_MODEL = "focalcodec_50hz"  # offline verbs
+DEFAULT_STREAMING_MODEL = "focalcodec_50hz_2k_causal"  # focalcodec stream
+# Stored in headers, so at most this many UTF-8 bytes (the .fcz name field).
+MAX_NAME_BYTES = 255
 _REPO_ID = re.compile(r"[\w\-]+/[\w\-.]+")
+
+
+def packaged_names() -> list[str]:
+    """Names of the official configs shipped with the package, e.g. focalcodec_50hz."""
+    folder = resources.files("focalcodec") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
 def list_models() -> list[str]:
     """Names of the official models (configs shipped with the package)."""
     return packaged_names()
+
+
+def _official_short(name: str) -> str | None:
+    """``focalcodec_50hz`` for a packaged name or its Hub id, else None."""
+    short = name.split("/")[-1]
+    if short in packaged_names() and name in (short, f"{HUB_USER}/{short}"):
+        return short
+    return None
+
+
+def packaged_config(name: str) -> dict[str, Any]:
+    """The shipped config called ``name`` (with or without ``lucadellalib/``)."""
+    short = _official_short(name[:-5] if name.endswith(".json") else name)
+    if short is None:
+        raise ConfigError(
+            f"unknown model {name!r}; packaged models: {', '.join(packaged_names())}"
+        )
+    text = (resources.files("focalcodec") / "configs" / f"{short}.json").read_text()
+    return json.loads(text)
+
+
+def portable_name(model_id: str | None) -> str:
+    """A name that loads the model on another machine, or ``""`` for local models.
+
+    Packaged names are given short (``focalcodec_50hz``), other Hub ids as they are. A
+    local path is never returned: it would not resolve elsewhere and would leak the
+    directory layout into every file that stores the name.
+    """
+    name = model_id or ""
+    if not name or os.path.exists(name):
+        return ""
+    if not (_REPO_ID.fullmatch(name) or "/" not in name):
+        return ""
+    name = _official_short(name) or name
+    return name if len(name.encode("utf-8")) <= MAX_NAME_BYTES else ""
+
+
+def source_of(name: str) -> str:
+    """Where a model named ``name`` comes from, in words and a URL when there is one."""
+    short = _official_short(name)
+    if short is not None:
+        return (
+            f"official FocalCodec release: https://huggingface.co/{HUB_USER}/{short} "
+            "(architecture packaged with focalcodec)"
+        )
+    path = Path(name).expanduser()
+    if path.exists():
+        return f"local files: {path.resolve()}"
+    if name.count("/") >= 1:
+        repo = "/".join(name.split("/")[:2])
+        return f"Hugging Face Hub: https://huggingface.co/{repo}"
+    return "unknown"
+
+
+def skeleton(cls, source: str | Path | dict):
+    """The architecture of ``source`` on the meta device: no weights, no memory.
+
+    Enough to read every rate and size of a model without downloading it.
+    """
+    with torch.device("meta"):
+        model = build(cls, source, False, None)
+    return model
+
+
+# -- loading -------------------------------------------------------------------------------
 
 
 def build(cls, source, pretrained: bool, overrides: dict | None, **hub_kwargs):
@@ -66,13 +153,12 @@ def _resolve(source: str, pretrained: bool, hub_kwargs: dict) -> tuple[dict, Any
     if path.suffix == ".json" and path.exists():
         return load_config(path), _local_weights(path) if pretrained else None
     names = packaged_names()
-    short = source.split("/")[-1]
-    official = source in names or (source == f"{HUB_USER}/{short}" and short in names)
-    if official and not pretrained:
+    short = _official_short(source)
+    if short is not None and not pretrained:
         # The official architectures ship with the package: no download needed.
         return packaged_config(short), None
-    if source in names:
-        source = f"{HUB_USER}/{source}"
+    if short is not None:
+        source = f"{HUB_USER}/{short}"
     if _REPO_ID.fullmatch(source) or source.count("/") >= 2:
         return _from_hub(source, pretrained, hub_kwargs)
     raise ConfigError(

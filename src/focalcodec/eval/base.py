@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FocalCodecError
+from ..errors import EvalError, MetricUnavailable
 
 __all__ = [
     "EVAL_RATE",
@@ -44,14 +44,6 @@ __all__ = [
 EVAL_RATE = 16000
 
 Row = dict[str, Any]
-
-
-class EvalError(FocalCodecError):
-    """An evaluation cannot run as asked (bad data set, unknown metric, bad plugin)."""
-
-
-class MetricUnavailable(FocalCodecError):
-    """A metric cannot run here: its package or model is missing. The message says which."""
 
 
 @dataclass

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio import resample
 from ..errors import FocalCodecError
+from ..io.audio import resample
 from .base import EVAL_RATE, EvalError
 
 __all__ = ["CodecOutput", "TimedCodec", "fit_length", "load_codec"]

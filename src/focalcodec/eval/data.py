@@ -10,12 +10,12 @@ automatic voice-conversion pairing needs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..audio import AUDIO_SUFFIXES
+from ..errors import DataError
+from ..io.manifest import scan
 from .base import EvalError
 
 __all__ = ["Utterance", "find_utterances"]
@@ -67,13 +67,11 @@ def find_utterances(
     -------
         The utterances, sorted by key.
     """
-    root = Path(data)
-    if root.is_dir():
-        found = _from_directory(root)
-    elif root.is_file():
-        found = _from_manifest(root)
-    else:
-        raise EvalError(f"{data}: no such directory or manifest")
+    try:
+        entries = scan(data, check_files=True)
+    except DataError as exc:
+        raise EvalError(str(exc)) from None
+    found = [Utterance(e.id, e.path.resolve(), e.speaker, e.split) for e in entries]
     if split is not None:
         found = [u for u in found if u.split == split]
     if speakers:
@@ -85,49 +83,3 @@ def find_utterances(
     if not found:
         raise EvalError(f"{data}: no audio files to evaluate (check --split/--limit)")
     return found
-
-
-def _from_directory(root: Path) -> list[Utterance]:
-    files = [
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-    ]
-    return [
-        Utterance(p.relative_to(root).as_posix(), p.resolve(), p.parent.name or None)
-        for p in files
-    ]
-
-
-def _from_manifest(manifest: Path) -> list[Utterance]:
-    base = manifest.resolve().parent
-    found: dict[str, Utterance] = {}
-    with open(manifest, encoding="utf-8") as fileobj:
-        for lineno, line in enumerate(fileobj, start=1):
-            if not line.strip():
-                continue
-            entry = _parse_line(manifest, lineno, line)
-            path = Path(entry["path"])
-            full = path if path.is_absolute() else base / path
-            if not full.is_file():
-                raise EvalError(f"{manifest}:{lineno}: audio file {full} not found")
-            key = path.as_posix()
-            if key in found:
-                raise EvalError(f"{manifest}:{lineno}: {key} is listed twice")
-            speaker = entry.get("speaker")
-            split = entry.get("split")
-            found[key] = Utterance(
-                key,
-                full.resolve(),
-                None if speaker is None else str(speaker),
-                None if split is None else str(split),
-            )
-    return list(found.values())
-
-
-def _parse_line(manifest: Path, lineno: int, line: str) -> dict:
-    try:
-        entry = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise EvalError(f"{manifest}:{lineno}: not valid JSON ({exc.msg})") from exc
-    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-        raise EvalError(f'{manifest}:{lineno}: each line needs a "path" string')
-    return entry

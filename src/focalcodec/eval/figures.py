@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 from .base import EVAL_RATE
 
 __all__ = ["code_usage_figure", "figures_available", "spectrogram_figure"]

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..audio import load_audio
 from ..errors import FocalCodecError
+from ..io.audio import load_audio
 from .base import (
     EVAL_RATE,
     EvalError,

@@ -255,7 +255,7 @@ class GatedRelativeAttention(nn.Module):
 class TapeCacheAttention(GatedRelativeAttention):
     """:class:`GatedRelativeAttention` with a planar cache that grows in place.
 
-    A fast-mode variant (``focalcodec.fast``): the cache holds only the valid past rows,
+    A fast-mode variant (``focalcodec.deploy.fast``): the cache holds only the valid past rows,
     keys and values apart, shape (2, B, H, P, d), as a view of an append-only buffer
     (:func:`~focalcodec.modules.layers.append_time`). A step then writes only its own
     rows and attends over contiguous per-head keys, where the original layout

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..atomic import atomic_write
 from ..errors import CheckpointError
+from ..io.atomic import atomic_write
 
 __all__ = ["FeatureCache", "module_fingerprint"]
 

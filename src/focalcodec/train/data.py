@@ -20,16 +20,15 @@ loader workers, and a resumed run sees exactly the batches it would have seen.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import AudioError, ConfigError
+from ..io.manifest import Entry, scan
 from .cache import FeatureCache
 
 __all__ = [
@@ -39,87 +38,19 @@ __all__ = [
     "collate",
     "list_entries",
     "load_audio",
-    "read_manifest",
-    "scan_directory",
     "split_entries",
 ]
 
 
-@dataclass(frozen=True)
-class AudioEntry:
-    """One audio file of the corpus.
-
-    ``duration`` (seconds) and ``split`` may be None when the source does not say.
-    """
-
-    path: Path
-    duration: float | None = None
-    split: str | None = None
-
-
-def read_manifest(path: str | Path, root: str | Path | None = None) -> list[AudioEntry]:
-    """Read a JSONL manifest (the format of ``shared/audio/manifest.jsonl``).
-
-    Parameters
-    ----------
-    path
-        The ``.jsonl`` file; each line is an object with at least ``path``.
-    root
-        Folder the relative paths are relative to; defaults to the manifest's folder.
-
-    Returns
-    -------
-        The entries in file order.
-    """
-    path = Path(path)
-    base = Path(root) if root is not None else path.parent
-    entries = []
-    with open(path, encoding="utf-8") as fileobj:
-        for lineno, line in enumerate(fileobj, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                rel = item["path"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ConfigError(
-                    f"{path}:{lineno}: each line must be a JSON object with a 'path' key"
-                ) from exc
-            duration = item.get("duration")
-            entries.append(
-                AudioEntry(
-                    path=base / rel,
-                    duration=float(duration) if duration is not None else None,
-                    split=item.get("split"),
-                )
-            )
-    return entries
-
-
-def scan_directory(root: str | Path, extensions: Sequence[str]) -> list[AudioEntry]:
-    """All audio files under ``root`` with one of ``extensions``, sorted by path."""
-    exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
-    files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in exts)
-    return [AudioEntry(path=p) for p in files if p.is_file()]
+# Training reads its file lists through the package's one manifest scanner.
+AudioEntry = Entry
 
 
 def list_entries(
     source: str | Path, root: str | Path | None, extensions: Sequence[str]
-) -> list[AudioEntry]:
-    """Entries of a manifest file or a directory, with a clear error if there are none."""
-    source = Path(source)
-    if not str(source) or not source.exists():
-        raise ConfigError(
-            f"data.source '{source}' does not exist; give an audio folder or a .jsonl "
-            "manifest"
-        )
-    if source.is_dir():
-        entries = scan_directory(source, extensions)
-    else:
-        entries = read_manifest(source, root)
-    if not entries:
-        raise ConfigError(f"data.source '{source}' lists no audio files")
-    return entries
+) -> list[Entry]:
+    """Entries of a manifest file or a directory (see :func:`focalcodec.io.manifest.scan`)."""
+    return scan(source, suffixes=extensions, root=root)
 
 
 def split_entries(

@@ -9,46 +9,14 @@ official model::
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ..atomic import OutputExistsError
 from ..errors import CheckpointError
+from ..io.atomic import OutputExistsError, atomic_folder
 
-__all__ = ["export_checkpoint", "export_folder", "resolve_checkpoint"]
-
-
-def export_folder(
-    write: Callable[[Path], None], folder: Path, force: bool = False
-) -> None:
-    """Run ``write(tmp)`` into a temporary folder, then move it to ``folder``.
-
-    The result appears complete or not at all. An existing ``folder`` is replaced only
-    with ``force``.
-    """
-    folder = Path(folder)
-    if folder.exists() and not force:
-        raise OutputExistsError(f"{folder} exists; pass --force to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write(tmp)
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.old{os.getpid()}"
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+__all__ = ["export_checkpoint", "resolve_checkpoint"]
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -100,5 +68,5 @@ def export_checkpoint(
     cfg.validate()
     stage = build_stage(cfg, torch.device("cpu"))
     load_flat_weights(stage.nets, ckpt["weights"], path)
-    export_folder(stage.export, output, force=force)
+    atomic_folder(stage.export, output, force=force)
     return path

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 
 __all__ = ["have_matplotlib", "plot_curves", "plot_spectrograms"]
 

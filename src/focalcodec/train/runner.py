@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .. import runtime as distributed
 from ..errors import ConfigError
-from . import distributed
 from .cache import FeatureCache
 from .config import TrainConfig, config_to_dict
 from .data import AudioDataset, AudioEntry, list_entries, split_entries
@@ -121,7 +121,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 def _write_config(cfg: TrainConfig) -> None:
     import yaml
 
-    from ..atomic import atomic_write
+    from ..io.atomic import atomic_write
 
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     with atomic_write(Path(cfg.run_dir) / "config.yaml", force=True) as fileobj:

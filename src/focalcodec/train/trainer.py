@@ -30,8 +30,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from .. import runtime as distributed
 from ..errors import CheckpointError, ConfigError
-from . import distributed
+from ..io.atomic import atomic_folder
 from .checkpoint import (
     flat_weights,
     latest_checkpoint,
@@ -41,7 +42,6 @@ from .checkpoint import (
 )
 from .config import OptimConfig, TrainConfig, config_to_dict
 from .data import EpochBatchSampler, collate
-from .export import export_folder
 from .logger import MetricLogger
 from .stage import Sample, Stage
 
@@ -435,7 +435,7 @@ class Trainer:
     def export(self, folder: Path, force: bool = False) -> None:
         """Write the trained codec (main process) in the ``from_pretrained`` layout."""
         if self.dist.is_main:
-            export_folder(self.stage.export, Path(folder), force=force)
+            atomic_folder(self.stage.export, Path(folder), force=force)
         distributed.barrier()
 
 
@@ -471,7 +471,7 @@ class _Throughput:
 def _write_samples(samples: list[Sample], folder: Path) -> None:
     import soundfile as sf
 
-    from ..atomic import atomic_write
+    from ..io.atomic import atomic_write
     from .plots import plot_spectrograms
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,287 @@
+"""Reading, checking, resampling and writing audio files.
+
+Everything here works on NumPy float32 waveforms in [-1, 1]. Files are decoded by
+soundfile (libsndfile: wav, flac, ogg/vorbis, mp3 and more), several channels are averaged
+to mono, and soxr converts to the rate the model expects. Problems with the input raise
+:class:`focalcodec.errors.AudioError` with the file name in the message.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from ..errors import AudioError, ClippingWarning
+from .atomic import atomic_write
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "Audio",
+    "ClippingWarning",
+    "check_signal",
+    "clipping_report",
+    "audio_format",
+    "load_audio",
+    "read_audio",
+    "resample",
+    "save_audio",
+    "write_audio",
+]
+
+# Suffixes picked up when a directory is given as input.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au")
+# Output containers by suffix, as soundfile format names.
+_FORMATS = {
+    ".wav": "WAV",
+    ".flac": "FLAC",
+    ".ogg": "OGG",
+    ".oga": "OGG",
+    ".mp3": "MP3",
+    ".aif": "AIFF",
+    ".aiff": "AIFF",
+    ".au": "AU",
+}
+# Three or more consecutive samples this close to full scale (2 LSB of 16-bit PCM) are the
+# flat tops that clipping leaves; single peaks at full scale are normal in mastered audio.
+_FULL_SCALE = 1.0 - 2.0 / 32768
+_CLIP_RUN = 3
+
+Source = str | os.PathLike | BinaryIO
+
+
+class Audio(NamedTuple):
+    """A mono waveform and its sample rate.
+
+    Attributes
+    ----------
+    sig
+        Waveform, shape (N,), float32.
+    sample_rate
+        Sample rate in Hz.
+    """
+
+    sig: np.ndarray
+    sample_rate: int
+
+
+def _name(source: Source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return str(getattr(source, "name", "<stream>"))
+
+
+def read_audio(source: Source) -> Audio:
+    """Decode an audio file at its own sample rate, averaging channels to mono.
+
+    Parameters
+    ----------
+    source
+        Path or binary file object (a file object must be seekable for most formats).
+
+    Returns
+    -------
+        The waveform, shape (N,), float32, and the file's sample rate.
+    """
+    name = _name(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise AudioError(f"{name}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{name}: is a directory, not an audio file")
+    try:
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AudioError(f"{name}: cannot decode audio ({detail})") from exc
+    # Averaging keeps the level of a dual-mono file unchanged.
+    sig = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return Audio(check_signal(sig, name=name), int(rate))
+
+
+def resample(sig: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Convert a waveform to another sample rate with soxr (high quality).
+
+    Parameters
+    ----------
+    sig
+        Waveform, shape (N,), float32.
+    orig_rate, target_rate
+        Sample rates in Hz.
+
+    Returns
+    -------
+        Waveform, shape (round(N * target_rate / orig_rate),), float32.
+    """
+    if orig_rate <= 0 or target_rate <= 0:
+        raise AudioError(
+            f"sample rates must be positive, got {orig_rate}->{target_rate}"
+        )
+    if orig_rate == target_rate:
+        return sig
+    out = soxr.resample(np.ascontiguousarray(sig), orig_rate, target_rate, "HQ")
+    return out.astype(np.float32, copy=False)
+
+
+def load_audio(source: Source, sample_rate: int | None = None) -> Audio:
+    """Read a file, downmix it to mono and resample it.
+
+    Parameters
+    ----------
+    source
+        Path or binary file object.
+    sample_rate
+        Target rate in Hz, usually ``codec.sample_rate_input``; ``None`` keeps the
+        file's rate.
+
+    Returns
+    -------
+        The waveform, shape (N,), float32, and its sample rate. Warns with
+        :class:`ClippingWarning` when the recording looks clipped.
+    """
+    sig, rate = read_audio(source)
+    report = clipping_report(sig)
+    if report:
+        warnings.warn(f"{_name(source)}: {report}", ClippingWarning, stacklevel=2)
+    if sample_rate is not None and sample_rate != rate:
+        sig = resample(sig, rate, sample_rate)
+        rate = sample_rate
+    return Audio(sig, rate)
+
+
+def check_signal(sig: np.ndarray, *, name: str = "signal") -> np.ndarray:
+    """Validate a waveform before it reaches a model.
+
+    Parameters
+    ----------
+    sig
+        Waveform, shape (N,) or (1, N), floating point.
+    name
+        How to call the signal in error messages (usually the file name).
+
+    Returns
+    -------
+        The waveform, shape (N,), float32.
+    """
+    arr = np.asarray(sig)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1:
+        raise AudioError(
+            f"{name}: expected a mono waveform (N,), got shape {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise AudioError(
+            f"{name}: expected floating-point samples in [-1, 1], got {arr.dtype}"
+        )
+    if arr.size == 0:
+        raise AudioError(f"{name}: the audio is empty (0 samples)")
+    if not np.isfinite(arr).all():
+        raise AudioError(f"{name}: the audio contains NaN or infinite samples")
+    return arr.astype(np.float32, copy=False)
+
+
+def clipping_report(sig: np.ndarray) -> str | None:
+    """Describe clipping in a waveform, or return ``None`` if there is none.
+
+    Parameters
+    ----------
+    sig
+        Waveform, shape (N,).
+    """
+    peak = float(np.abs(sig).max()) if sig.size else 0.0
+    if peak > 1.0:
+        return f"peak {peak:.3f} is above full scale (1.0); output will be clipped"
+    hot = np.abs(sig) >= _FULL_SCALE
+    if hot.sum() < _CLIP_RUN:
+        return None
+    # Length of the longest run of consecutive full-scale samples.
+    edges = np.diff(np.concatenate([[0], hot.view(np.int8), [0]]))
+    runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    if runs.max() >= _CLIP_RUN:
+        return f"looks clipped ({int(hot.sum())} samples at full scale)"
+    return None
+
+
+def write_audio(
+    fileobj: BinaryIO,
+    sig: np.ndarray,
+    sample_rate: int,
+    *,
+    format: str = "WAV",
+    subtype: str | None = None,
+) -> None:
+    """Encode a waveform into an open binary file.
+
+    Parameters
+    ----------
+    fileobj
+        Binary file object opened for writing.
+    sig
+        Waveform, shape (N,), float.
+    sample_rate
+        Sample rate in Hz.
+    format
+        soundfile format name (``"WAV"``, ``"FLAC"``, ``"OGG"``, ``"MP3"``, ...).
+    subtype
+        soundfile subtype; ``None`` uses the format's default (16-bit PCM for wav/flac).
+    """
+    sig = check_signal(sig, name="output")
+    peak = float(np.abs(sig).max())
+    if peak > 1.0:
+        warnings.warn(
+            f"output peak {peak:.3f} is above full scale; clipping it to [-1, 1]",
+            ClippingWarning,
+            stacklevel=2,
+        )
+        sig = np.clip(sig, -1.0, 1.0)
+    if not sf.check_format(format, subtype):
+        raise AudioError(f"cannot write audio as format {format} subtype {subtype}")
+    # libsndfile wants a seekable file for some headers; a buffer also lets stdout work.
+    buf = io.BytesIO()
+    sf.write(buf, sig, sample_rate, format=format, subtype=subtype)
+    fileobj.write(buf.getvalue())
+
+
+def audio_format(path: str | os.PathLike) -> str:
+    """The soundfile format name for an output path, from its suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _FORMATS:
+        known = ", ".join(sorted(_FORMATS))
+        raise AudioError(f"{path}: unknown audio suffix {suffix!r}; use one of {known}")
+    return _FORMATS[suffix]
+
+
+def save_audio(
+    path: str | os.PathLike,
+    sig: np.ndarray,
+    sample_rate: int,
+    *,
+    force: bool = False,
+    subtype: str | None = None,
+) -> None:
+    """Write a waveform to a file atomically; the format comes from the suffix.
+
+    Parameters
+    ----------
+    path
+        Output file (``.wav``, ``.flac``, ``.ogg``, ``.mp3``, ...).
+    sig
+        Waveform, shape (N,), float.
+    sample_rate
+        Sample rate in Hz.
+    force
+        Overwrite an existing file.
+    subtype
+        soundfile subtype, or ``None`` for the format default.
+    """
+    fmt = audio_format(path)
+    with atomic_write(path, force=force) as fileobj:
+        write_audio(fileobj, sig, sample_rate, format=fmt, subtype=subtype)

@@ -1,0 +1,403 @@
+"""Waveform <-> ``.fcz`` bytes, through a codec.
+
+:func:`compress` turns a waveform into a self-describing container (see
+``docs/format.md``) and :func:`decompress` turns it back into a waveform of exactly the
+original duration. The container records which model made it (the first 8 bytes of
+``codec.config_hash()`` and, when there is one, a loadable name), so decoding with another
+model is refused instead of producing noise.
+
+Example
+-------
+>>> from focalcodec import FocalCodec
+>>> from focalcodec.io.compress import compress, decompress
+>>> codec = FocalCodec.from_pretrained("focalcodec_50hz").eval()  # doctest: +SKIP
+>>> data = compress(sig, 16000, codec)  # doctest: +SKIP
+>>> rec, rate = decompress(data, codec)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Union
+
+import numpy as np
+import torch
+
+from ..errors import AudioError, FormatError, ModelMismatchError
+from ..pretrained import portable_name
+from . import bitstream
+from .atomic import atomic_write
+from .audio import check_signal, resample
+from .bitstream import Container, Header
+
+if TYPE_CHECKING:
+    from ..codec import FocalCodec
+
+__all__ = [
+    "ModelMismatchError",
+    "CodecSource",
+    "check_model",
+    "compress",
+    "compress_to_file",
+    "decode_tokens",
+    "decompress",
+    "decompress_from_file",
+    "encode_batch",
+    "encode_tokens",
+    "header_for",
+    "min_samples",
+    "prepare_signal",
+    "resolve_codec",
+]
+
+# A codec, or a function that builds the right codec for a header.
+CodecSource = Union["FocalCodec", Callable[[Header], "FocalCodec"], None]
+
+
+# ---------------------------------------------------------------------------------------
+# Model identity
+# ---------------------------------------------------------------------------------------
+
+
+def model_hash(codec: FocalCodec) -> bytes:
+    """The 8-byte identity stored in headers: the start of ``codec.config_hash()``."""
+    digest = codec.config_hash()
+    try:
+        raw = bytes.fromhex(digest)
+    except ValueError:
+        raw = digest.encode()
+    return raw[: bitstream.HASH_SIZE].ljust(bitstream.HASH_SIZE, b"\0")
+
+
+def model_name(codec: FocalCodec) -> str:
+    """The name stored in headers: see :func:`focalcodec.pretrained.portable_name`."""
+    return portable_name(getattr(codec, "model_id", None))
+
+
+def header_for(codec: FocalCodec, source_sample_rate: int = 0) -> Header:
+    """The container header for tokens made by ``codec``.
+
+    Parameters
+    ----------
+    codec
+        The codec that produces the tokens.
+    source_sample_rate
+        Rate of the audio before resampling (informational; 0 when unknown).
+    """
+    hop = round(codec.sample_rate_input / codec.token_rate)
+    if abs(codec.sample_rate_input / hop - codec.token_rate) > 1e-9:
+        raise FormatError(
+            f"token rate {codec.token_rate} is not an integer hop at "
+            f"{codec.sample_rate_input} Hz; this model cannot be stored in .fcz v1"
+        )
+    return Header(
+        bits_per_token=int(codec.bits_per_token),
+        model_hash=model_hash(codec),
+        model_name=model_name(codec),
+        sample_rate_input=int(codec.sample_rate_input),
+        sample_rate_output=int(codec.sample_rate_output),
+        hop_length=hop,
+        source_sample_rate=int(source_sample_rate),
+    )
+
+
+def _describe(name: str, digest: bytes) -> str:
+    return f"{name or 'an unnamed model'} (config {digest.hex()})"
+
+
+def check_model(header: Header, codec: FocalCodec, *, where: str = "input") -> None:
+    """Raise :class:`ModelMismatchError` unless ``codec`` is the model that made the file.
+
+    Parameters
+    ----------
+    header
+        The container header.
+    codec
+        The codec about to decode it.
+    where
+        The file name, for the message.
+    """
+    ours = header_for(codec)
+    if header.model_hash != ours.model_hash:
+        raise ModelMismatchError(
+            f"{where}: made by {_describe(header.model_name, header.model_hash)}, but "
+            f"the model in use is {_describe(ours.model_name, ours.model_hash)}; "
+            "decode it with the model that encoded it"
+        )
+    for field in ("bits_per_token", "sample_rate_input", "hop_length"):
+        if getattr(header, field) != getattr(ours, field):
+            raise ModelMismatchError(
+                f"{where}: header {field}={getattr(header, field)} but the model has "
+                f"{getattr(ours, field)}"
+            )
+
+
+def resolve_codec(header: Header, codec: CodecSource = None) -> FocalCodec:
+    """Return the codec for a header: the one given, one built by a loader, or by name.
+
+    Parameters
+    ----------
+    header
+        The container header.
+    codec
+        A codec; a callable ``loader(header) -> codec``; or ``None`` to load
+        ``header.model_name`` with :meth:`FocalCodec.from_pretrained`.
+
+    Returns
+    -------
+        The codec in eval mode, checked against the header.
+    """
+    if codec is None:
+        if not header.model_name:
+            raise FormatError(
+                f"this file was made by {_describe('', header.model_hash)}, a local "
+                "model without a loadable name; pass the codec (CLI: --model DIR)"
+            )
+        from .. import FocalCodec
+
+        codec = FocalCodec.from_pretrained(header.model_name).eval()
+    elif not isinstance(codec, torch.nn.Module) and callable(codec):
+        codec = codec(header)
+    check_model(header, codec)
+    return codec
+
+
+# ---------------------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------------------
+
+
+def min_samples(codec: FocalCodec) -> int:
+    """Shortest input, in samples at the model rate, that the codec accepts.
+
+    One encoder frame (320 samples, 20 ms, for the released models): shorter inputs hold
+    no complete frame to tokenize.
+    """
+    return int(getattr(codec.encoder, "downsample_factor", 320))
+
+
+def _device(codec: FocalCodec) -> torch.device:
+    param = next(codec.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def prepare_signal(
+    sig: np.ndarray | torch.Tensor, sample_rate: int, codec: FocalCodec, name: str
+) -> np.ndarray:
+    """Validate a waveform and resample it to the model's input rate.
+
+    Parameters
+    ----------
+    sig
+        Waveform, shape (N,) or (1, N).
+    sample_rate
+        Its rate in Hz.
+    codec
+        The codec that will encode it.
+    name
+        How to call the signal in error messages.
+
+    Returns
+    -------
+        Waveform, shape (N',), float32, at ``codec.sample_rate_input``.
+    """
+    if isinstance(sig, torch.Tensor):
+        sig = sig.detach().to("cpu", torch.float32).numpy()
+    sig = check_signal(sig, name=name)
+    sig = resample(sig, int(sample_rate), int(codec.sample_rate_input))
+    need = min_samples(codec)
+    if len(sig) < need:
+        rate = codec.sample_rate_input
+        raise AudioError(
+            f"{name}: too short ({len(sig)} samples at {rate} Hz); this model needs at "
+            f"least {need} samples ({1000 * need / rate:.0f} ms)"
+        )
+    return sig
+
+
+def encode_tokens(
+    sig: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    codec: FocalCodec,
+    *,
+    name: str = "signal",
+) -> tuple[np.ndarray, int]:
+    """Run the codec's encoder on one waveform.
+
+    Parameters
+    ----------
+    sig
+        Waveform, shape (N,) or (1, N), float, at ``sample_rate``.
+    sample_rate
+        Its rate in Hz; it is resampled to ``codec.sample_rate_input`` if needed.
+    codec
+        The codec.
+    name
+        How to call the signal in error messages.
+
+    Returns
+    -------
+        Token ids, shape (L,), int64, and the number of samples at the model rate.
+    """
+    sig = prepare_signal(sig, sample_rate, codec, name)
+    return encode_batch([sig], codec)[0], len(sig)
+
+
+def encode_batch(sigs: list[np.ndarray], codec: FocalCodec) -> list[np.ndarray]:
+    """Tokenize several prepared waveforms, sharing forward passes where possible.
+
+    Signals of equal length are stacked into one batch; others run alone. The codec
+    gives every item what it gives on its own, so batching changes speed, not tokens.
+
+    Parameters
+    ----------
+    sigs
+        Waveforms, each of shape (N_i,), float32, at ``codec.sample_rate_input`` (see
+        :func:`prepare_signal`).
+    codec
+        The codec.
+
+    Returns
+    -------
+        Token ids per input, shape (L_i,), int64, in input order.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, sig in enumerate(sigs):
+        groups.setdefault(len(sig), []).append(i)
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(sigs)
+    device = _device(codec)
+    for idx in groups.values():
+        batch = torch.from_numpy(np.stack([sigs[i] for i in idx])).to(device)
+        with torch.inference_mode():
+            toks = codec.sig_to_toks(batch).to("cpu", torch.int64).numpy()
+        for row, i in zip(toks, idx, strict=True):
+            out[i] = row
+    return out
+
+
+def compress(
+    sig: np.ndarray | torch.Tensor, sample_rate: int, codec: FocalCodec
+) -> bytes:
+    """Encode a mono waveform into ``.fcz`` container bytes.
+
+    Parameters
+    ----------
+    sig
+        Waveform, shape (N,) or (1, N), float in [-1, 1].
+    sample_rate
+        Its rate in Hz (any rate; resampled to the model's input rate).
+    codec
+        The codec, in eval mode.
+
+    Returns
+    -------
+        The container: about ``bitrate * duration / 8`` bytes plus a header of a few
+        dozen bytes.
+    """
+    toks, num_samples = encode_tokens(sig, sample_rate, codec)
+    return bitstream.dumps(header_for(codec, sample_rate), toks, num_samples)
+
+
+def compress_to_file(
+    sig: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    codec: FocalCodec,
+    dest: str | os.PathLike | BinaryIO,
+    *,
+    force: bool = False,
+) -> None:
+    """Like :func:`compress`, writing to a path (atomically) or a binary file object.
+
+    Parameters
+    ----------
+    sig, sample_rate, codec
+        As for :func:`compress`.
+    dest
+        Output path (refused if it exists, unless ``force``) or writable file object.
+    force
+        Overwrite an existing output file.
+    """
+    data = compress(sig, sample_rate, codec)
+    if isinstance(dest, (str, os.PathLike)):
+        with atomic_write(dest, force=force) as fileobj:
+            fileobj.write(data)
+    else:
+        dest.write(data)
+
+
+# ---------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------
+
+
+def decode_tokens(
+    container: Container, codec: FocalCodec, **toks_to_sig_kwargs
+) -> tuple[torch.Tensor, int]:
+    """Decode a parsed container with a codec already checked against it.
+
+    Parameters
+    ----------
+    container
+        The parsed container.
+    codec
+        The codec.
+    **toks_to_sig_kwargs
+        Passed to ``codec.toks_to_sig`` (for example ``matching_set`` and ``topk``).
+
+    Returns
+    -------
+        Waveform, shape (M,), float32 on the CPU, with
+        ``M = int(num_samples * sample_rate_output / sample_rate_input)``, and its rate.
+    """
+    header = container.header
+    if not len(container.toks):
+        raise FormatError("the file holds no tokens, so there is no audio to decode")
+    out_len = int(
+        container.num_samples * header.sample_rate_output / header.sample_rate_input
+    )
+    toks = torch.from_numpy(container.toks)[None].to(_device(codec))
+    with torch.inference_mode():
+        sig = codec.toks_to_sig(toks, output_length=out_len, **toks_to_sig_kwargs)
+    return sig[0].to("cpu", torch.float32), int(codec.sample_rate_output)
+
+
+def decompress(data: bytes, codec: CodecSource = None) -> tuple[torch.Tensor, int]:
+    """Decode ``.fcz`` bytes back into a waveform.
+
+    Parameters
+    ----------
+    data
+        The container bytes.
+    codec
+        The codec that made them; a loader ``loader(header) -> codec``; or ``None`` to
+        load the model named in the header.
+
+    Returns
+    -------
+        Waveform, shape (M,), float32, exactly as long as the original signal at the
+        model's output rate, and that rate.
+
+    Raises
+    ------
+    FormatError
+        The data is truncated or corrupted (:class:`bitstream.TruncatedError`,
+        :class:`bitstream.ChecksumError`), or was made by another model
+        (:class:`ModelMismatchError`).
+    """
+    return decompress_from_file(io.BytesIO(data), codec)
+
+
+def decompress_from_file(
+    source: str | os.PathLike | BinaryIO, codec: CodecSource = None
+) -> tuple[torch.Tensor, int]:
+    """Like :func:`decompress`, reading from a path or a binary file object."""
+    if isinstance(source, (str, os.PathLike)):
+        with Path(source).open("rb") as fileobj:
+            return decompress_from_file(fileobj, codec)
+    reader = bitstream.Reader(source)
+    # Check the model before reading the payload, so a mismatch is reported first.
+    model = resolve_codec(reader.header, codec)
+    return decode_tokens(reader.read_all(), model)

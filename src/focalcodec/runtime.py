@@ -1,0 +1,142 @@
+"""Where code runs: device choice and the ``torchrun`` process group.
+
+One owner for both, used by the command line, training, tokenization, probes and the
+token LM. ``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; without them
+everything runs in one process. NCCL is used when the processes have GPUs, gloo
+otherwise (so the distributed paths also run on CPU machines and in tests).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .errors import InputError
+
+__all__ = [
+    "DistInfo",
+    "all_reduce_mean",
+    "any_rank",
+    "barrier",
+    "cleanup",
+    "resolve_device",
+    "setup",
+]
+
+
+def resolve_device(spec: str | torch.device | None = "auto", local_rank: int = 0):
+    """The torch device for ``spec``: ``auto`` (or None) is CUDA when present, else CPU.
+
+    Parameters
+    ----------
+    spec
+        ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or a ``torch.device``.
+    local_rank
+        GPU index for a bare ``cuda`` (each ``torchrun`` process takes its own GPU).
+
+    Returns
+    -------
+        A ``torch.device``; :class:`~focalcodec.errors.InputError` when ``spec`` is not a
+        device name or names a device this machine does not have.
+    """
+    if spec is None or spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(
+            f"device {spec!r} is not a valid device name (auto, cpu, cuda, cuda:1)"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {spec}: CUDA is not available on this machine")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise InputError(
+                f"device {spec}: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+    return device
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the run."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes logs, checkpoints and samples."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """True when more than one process takes part."""
+        return self.world_size > 1
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Join the process group started by ``torchrun`` (if any) and pick the device.
+
+    Parameters
+    ----------
+    device
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. With ``auto`` and ``cuda`` each process
+        uses GPU ``LOCAL_RANK``.
+
+    Returns
+    -------
+        This process's :class:`DistInfo`.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistInfo(rank, world_size, local_rank, dev)
+
+
+def cleanup() -> None:
+    """Leave the process group, if one was joined."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every process (no-op when running alone)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average scalar metrics over processes (identity when running alone).
+
+    Every process must pass the same keys in the same order.
+    """
+    if not dist.is_initialized() or not values:
+        return values
+    keys = list(values)
+    packed = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(packed)
+    packed /= dist.get_world_size()
+    return dict(zip(keys, packed.tolist(), strict=True))
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every process if ``flag`` is true on at least one of them."""
+    if not dist.is_initialized():
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
