@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from focalcodec.cli import app, encode, main
-from focalcodec.io import atomic, bitstream, shards
+from focalcodec.io import atomic, bitstream
 from focalcodec.io.audio import load_audio
 
 CLEAN = [
@@ -320,65 +320,3 @@ def test_vc_with_saved_bank(tmp_path, tree, audio_dir, model, golden_dir, capsys
     other = golden_dir / "causal_vocos_25hz_postnorm"
     assert run("vc", src, "-o", tmp_path / "d.wav", "--bank", bank, "-m", other) == 1
     assert "speaker bank made by" in capsys.readouterr().err
-
-
-# ------------------------------------------------------------------------ tokenize
-
-
-def write_manifest(path: Path, audio_dir: Path, entries: list[str]) -> None:
-    lines = [json.dumps({"path": str(audio_dir / e), "speaker": "x"}) for e in entries]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def test_tokenize_manifest_and_resume(tmp_path, audio_dir, model, capsys):
-    manifest = tmp_path / "manifest.jsonl"
-    write_manifest(manifest, audio_dir, CLEAN[:1] + [NOISY])
-    out = tmp_path / "toks"
-    args = ("tokenize", manifest, "-o", out, "-m", model, "--shard-size", "1")
-    assert run(*args) == 0
-    assert rel_files(out) == [
-        "index.jsonl",
-        "meta.json",
-        "shard-00000.safetensors",
-        "shard-00001.safetensors",
-    ]
-    records = dict((r["id"], (r, t)) for r, t in shards.iter_tokens(out))
-    fcz = tmp_path / "ref.fcz"
-    assert run("encode", audio_dir / NOISY, "-o", fcz, "-m", model, "-q") == 0
-    record, toks = records[str(audio_dir / NOISY)]
-    np.testing.assert_array_equal(toks, bitstream.loads(fcz.read_bytes()).toks)
-    assert record["speaker"] == "x" and record["num_tokens"] == len(toks)
-
-    # Second run: everything is done already, nothing is rewritten.
-    capsys.readouterr()
-    assert run(*args) == 0
-    assert "2 items already done" in capsys.readouterr().err
-    assert len(shards.read_index(out)) == 2
-    # A torn index tail (crash mid-append) is dropped and its item redone.
-    index = out / "index.jsonl"
-    lines = index.read_text().splitlines(keepends=True)
-    index.write_text(lines[0] + lines[1][:20])
-    write_manifest(manifest, audio_dir, CLEAN + [NOISY])
-    assert run(*args, "-q") == 0
-    assert sorted(r["id"] for r in shards.read_index(out)) == sorted(
-        str(audio_dir / e) for e in CLEAN + [NOISY]
-    )
-    assert len(list(out.glob("shard-*"))) == 4
-
-    # Another model may not append to this dataset, unless --force starts over.
-    other = str(Path(model).parent / "causal_vocos_25hz_postnorm")
-    capsys.readouterr()
-    assert run("tokenize", manifest, "-o", out, "-m", other, "-q") == 1
-    assert "--force" in capsys.readouterr().err
-    assert run("tokenize", manifest, "-o", out, "-m", other, "-q", "--force") == 0
-    assert len(shards.read_index(out)) == 3
-    assert len(list(out.glob("shard-*"))) == 1
-
-
-def test_tokenize_directory(tmp_path, tree, model):
-    out = tmp_path / "toks"
-    assert run("tokenize", tree, "-o", out, "-m", model, "-q", "--batch-size", "2") == 0
-    ids = [r["id"] for r in shards.read_index(out)]
-    assert ids == ["a/one.flac", "b/c/two.flac", "noisy48k.flac"]
-    meta = json.loads((out / "meta.json").read_text())
-    assert meta["bits_per_token"] == 12 and meta["token_rate"] == 50.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..io.compress import header_for
 from ..io.manifest import scan
 from ..pretrained import DEFAULT_MODEL
 from .batch import Item, Outcome, encode_chunk, run_batch
@@ -20,7 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", required=True, help="output directory")
     parser.add_argument(
-        "--shard-size", type=int, default=256, help="items per shard (default: 256)"
+        "--format",
+        choices=("npy", "parquet"),
+        default="npy",
+        help="npy: one memory-mappable token array + offsets; parquet: LM-ready "
+        "tables (needs focalcodec[tokens]) (default: npy)",
+    )
+    parser.add_argument(
+        "--shard-size", type=int, default=256, help="items per data file (default: 256)"
     )
     add_model(parser, DEFAULT_MODEL)
     add_backend(parser)
@@ -28,26 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.shards import ShardWriter
+    from ..io.tokens import TokenWriter, finish, open_folder, token_meta
 
     items = [
-        Item(e.path, None, record={"id": e.id, **e.meta})
+        Item(e.path, None, record={"id": e.id, "path": str(e.path), **e.meta})
         for e in scan(args.source, exclude=[args.output])
     ]
     models = open_models(args)
     codec = models.get(args.model)
-    header = header_for(codec)
-    meta = {
-        "model_name": header.model_name,
-        "config_hash": header.model_hash.hex(),
-        "bits_per_token": header.bits_per_token,
-        "codebook_size": 2**header.bits_per_token,
-        "token_rate": header.token_rate,
-        "sample_rate": header.sample_rate_input,
-    }
-    writer = ShardWriter(
-        args.output, meta, shard_size=args.shard_size, force=args.force
-    )
+    rate = codec.sample_rate_input
+    open_folder(args.output, token_meta(codec), fmt=args.format, force=args.force)
+    writer = TokenWriter(args.output, shard_size=args.shard_size)
     todo = [item for item in items if item.record["id"] not in writer.done]
     if not args.quiet and len(todo) < len(items):
         write_line(f"resuming: {len(items) - len(todo)} items already done")
@@ -57,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         for i, toks, num_samples, _ in done:
             record = dict(chunk[i].record or {})
             record["num_samples"] = num_samples
-            record["duration"] = round(num_samples / header.sample_rate_input, 4)
+            record["duration"] = num_samples / rate
             try:
                 writer.add(record, toks)
             except Exception as exc:
@@ -68,4 +65,5 @@ def run(args: argparse.Namespace) -> int:
         status = run_batch(todo, work, quiet=args.quiet, batch_size=args.batch_size)
     finally:
         writer.flush()
+    finish(args.output, [item.record["id"] for item in items])
     return status

@@ -1,5 +1,5 @@
 """Files: audio in and out (``audio``), atomic writes (``atomic``), the ``.fcz`` bitstream
-(``bitstream``) and its compress API (``compress``), token folders (``shards``), speaker
+(``bitstream``) and its compress API (``compress``), token folders (``tokens``), speaker
 banks (``banks``) and the one manifest scanner (``manifest``).
 
 Imports point downward: ``bitstream`` knows bytes only; ``compress`` knows the model and

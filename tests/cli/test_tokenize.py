@@ -1,0 +1,119 @@
+"""``focalcodec tokenize`` end to end: manifests, folders, resume, formats."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from focalcodec.cli import main
+from focalcodec.io import bitstream
+from focalcodec.io.tokens import TokenDataset
+
+CLEAN = [
+    "librispeech/dev-clean/84/84-121123-0000.flac",  # 2.09 s
+    "multilingual/it/agent-loggedoff.flac",  # 1.33 s
+]
+NOISY = "noisy/p257_003.flac"  # 48 kHz
+MODEL = "causal_wavenext_50hz"
+
+
+@pytest.fixture(scope="module")
+def audio_dir(data_dir: Path) -> Path:
+    return data_dir / "audio"
+
+
+@pytest.fixture(scope="module")
+def model(golden_dir: Path) -> str:
+    return str(golden_dir / MODEL)
+
+
+@pytest.fixture
+def tree(tmp_path: Path, audio_dir: Path) -> Path:
+    """in/a/one.flac, in/b/c/two.flac, in/noisy48k.flac and a non-audio file."""
+    root = tmp_path / "in"
+    (root / "a").mkdir(parents=True)
+    (root / "b" / "c").mkdir(parents=True)
+    shutil.copy(audio_dir / CLEAN[0], root / "a" / "one.flac")
+    shutil.copy(audio_dir / CLEAN[1], root / "b" / "c" / "two.flac")
+    shutil.copy(audio_dir / NOISY, root / "noisy48k.flac")
+    (root / "notes.txt").write_text("not audio")
+    return root
+
+
+def run(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def write_manifest(path: Path, audio_dir: Path, entries: list[str]) -> None:
+    lines = [
+        json.dumps({"path": str(audio_dir / e), "speaker": "x", "text": "hi"})
+        for e in entries
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_manifest_resume_and_model_change(tmp_path, audio_dir, model, capsys):
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, audio_dir, CLEAN[:1] + [NOISY])
+    out = tmp_path / "toks"
+    args = ("tokenize", manifest, "-o", out, "-m", model, "--shard-size", "1")
+    assert run(*args) == 0
+    ds = TokenDataset(out, verify=True)
+    fcz = tmp_path / "ref.fcz"
+    assert run("encode", audio_dir / NOISY, "-o", fcz, "-m", model, "-q") == 0
+    item = ds[1]
+    assert item["id"] == str(audio_dir / NOISY)
+    np.testing.assert_array_equal(
+        item["tokens"], bitstream.loads(fcz.read_bytes()).toks
+    )
+    assert item["speaker"] == "x" and item["text"] == "hi"
+    assert item["num_tokens"] == len(item["tokens"])
+    assert item["duration"] == pytest.approx(item["num_samples"] / 16000)
+
+    # Second run: everything is done already, nothing is rewritten.
+    capsys.readouterr()
+    before = (out / "tokens.npy").stat().st_mtime_ns
+    assert run(*args) == 0
+    assert "2 items already done" in capsys.readouterr().err
+    assert (out / "tokens.npy").stat().st_mtime_ns == before
+    # More items in the manifest: only the new ones are encoded; source order is kept.
+    write_manifest(manifest, audio_dir, CLEAN + [NOISY])
+    assert run(*args, "-q") == 0
+    assert TokenDataset(out).ids == [str(audio_dir / e) for e in CLEAN + [NOISY]]
+    np.testing.assert_array_equal(TokenDataset(out)[2]["tokens"], item["tokens"])
+
+    # Another model may not append to this dataset, unless --force starts over.
+    other = str(Path(model).parent / "causal_vocos_25hz_postnorm")
+    capsys.readouterr()
+    assert run("tokenize", manifest, "-o", out, "-m", other, "-q") == 1
+    assert "--force" in capsys.readouterr().err
+    assert run("tokenize", manifest, "-o", out, "-m", other, "-q", "--force") == 0
+    assert len(TokenDataset(out)) == 3 and TokenDataset(out).meta["token_rate"] == 25
+
+
+def test_directory_input(tmp_path, tree, model):
+    out = tmp_path / "toks"
+    assert run("tokenize", tree, "-o", out, "-m", model, "-q", "--batch-size", "2") == 0
+    ds = TokenDataset(out)
+    assert ds.ids == ["a/one.flac", "b/c/two.flac", "noisy48k.flac"]
+    assert ds[0]["speaker"] == "a" and ds[0]["path"] == str(tree / "a" / "one.flac")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["bits_per_token"] == 12 and meta["token_rate"] == 50.0
+    assert meta["codebook_size"] == 4096 and meta["format"] == "npy"
+
+
+def test_parquet_format(tmp_path, tree, model):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "toks"
+    assert (
+        run("tokenize", tree, "-o", out, "-m", model, "-q", "--format", "parquet") == 0
+    )
+    npy = tmp_path / "npy"
+    assert run("tokenize", tree, "-o", npy, "-m", model, "-q") == 0
+    for a, b in zip(TokenDataset(out), TokenDataset(npy), strict=True):
+        np.testing.assert_array_equal(a["tokens"], b["tokens"])
+    assert sorted(p.suffix for p in out.iterdir()) == [".json", ".jsonl", ".parquet"]
