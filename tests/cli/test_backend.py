@@ -95,7 +95,7 @@ def test_resynth_and_tokenize(tmp_path, models, clip) -> None:
     args = ("tokenize", folder, "-m", export, "--backend", "onnx", "-q")
     assert run(*args, "-o", tmp_path / "toks_onnx") == 0
     assert run("tokenize", folder, "-m", golden, "-q", "-o", tmp_path / "toks") == 0
-    for name in ("meta.json", "index.jsonl", "shard-00000.safetensors"):
+    for name in ("meta.json", "index.jsonl", "tokens.npy", "offsets.npy"):
         assert (tmp_path / "toks_onnx" / name).read_bytes() == (
             tmp_path / "toks" / name
         ).read_bytes(), name
