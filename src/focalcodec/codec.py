@@ -27,8 +27,13 @@ from . import __version__
 from .config import SLOTS, config_hash, normalize_config, registry
 from .errors import AudioError, ConfigError, InputError
 from .modules.knn import knn
+from .streaming.threaded import fit_length, stateful
 
 __all__ = ["CodecOutput", "FocalCodec"]
+
+
+# The stateful components, in pipeline order (see focalcodec.streaming.threaded).
+_ALL = ("encoder", "compressor", "decompressor", "decoder")
 
 
 class CodecOutput(NamedTuple):
@@ -168,21 +173,25 @@ class FocalCodec(nn.Module):
 
     # -- encoding ------------------------------------------------------------------------
 
+    @stateful("sig", "feats", ("encoder",))
     def sig_to_feats(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) at ``sample_rate_input`` -> encoder features (B, F, D)."""
         sig = self._check_sig(sig)
         return self._per_item(self._feats, sig, length)
 
+    @stateful("sig", "lats", ("encoder", "compressor"))
     def sig_to_lats(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) -> unit-norm latents (B, L, C)."""
         sig = self._check_sig(sig)
         return self._per_item(lambda s: self.feats_to_lats(self._feats(s)), sig, length)
 
+    @stateful("sig", "toks", ("encoder", "compressor"))
     def sig_to_toks(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) -> int64 tokens (B, L)."""
         sig = self._check_sig(sig)
         return self._per_item(lambda s: self.feats_to_toks(self._feats(s)), sig, length)
 
+    @stateful("sig", "codes", ("encoder", "compressor"))
     def sig_to_codes(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) -> codes (B, L, C) with entries +-1/sqrt(C)."""
         sig = self._check_sig(sig)
@@ -190,6 +199,7 @@ class FocalCodec(nn.Module):
             lambda s: self.feats_to_codes(self._feats(s)), sig, length
         )
 
+    @stateful("sig", "qfeats", ("encoder", "compressor", "decompressor"))
     def sig_to_qfeats(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) -> decompressed features (B, F', D)."""
         sig = self._check_sig(sig)
@@ -197,10 +207,12 @@ class FocalCodec(nn.Module):
             lambda s: self.feats_to_qfeats(self._feats(s)), sig, length
         )
 
+    @stateful("sig", "out", _ALL)
     def sig_to_sig(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Resynthesis: waveform (B, N) -> (B, int(N * sr_out / sr_in))."""
-        return self.forward(sig, length).sig
+        return self.forward(sig, length=length).sig
 
+    @stateful("sig", "forward", _ALL, output=CodecOutput)
     def forward(self, sig: Tensor, length: Tensor | None = None) -> CodecOutput:
         """Encode and decode (B, N): tokens (B, L), codes (B, L, C), signal.
 
@@ -210,17 +222,21 @@ class FocalCodec(nn.Module):
         sig = self._check_sig(sig)
         return CodecOutput(*self._per_item(self._roundtrip, sig, length))
 
+    @stateful("feats", "lats", ("compressor",))
     def feats_to_lats(self, feats: Tensor) -> Tensor:
         """Features (B, F, D) -> unit-norm latents (B, L, C)."""
         lats, _ = self.compressor(feats)
         return F.normalize(lats, dim=-1)
 
+    @stateful("feats", "toks", ("compressor",))
     def feats_to_toks(self, feats: Tensor) -> Tensor:
         return self.quantizer.lats_to_toks(self.feats_to_lats(feats))
 
+    @stateful("feats", "codes", ("compressor",))
     def feats_to_codes(self, feats: Tensor) -> Tensor:
         return self.lats_to_codes(self.feats_to_lats(feats))
 
+    @stateful("feats", "qfeats", ("compressor", "decompressor"))
     def feats_to_qfeats(self, feats: Tensor) -> Tensor:
         return self.codes_to_qfeats(self.feats_to_codes(feats))
 
@@ -230,6 +246,7 @@ class FocalCodec(nn.Module):
     def lats_to_codes(self, lats: Tensor) -> Tensor:
         return self.quantizer.lats_to_codes(lats)
 
+    @stateful("lats", "qfeats", ("decompressor",))
     def lats_to_qfeats(self, lats: Tensor) -> Tensor:
         return self.codes_to_qfeats(self.lats_to_codes(lats))
 
@@ -243,14 +260,17 @@ class FocalCodec(nn.Module):
         """Codes (B, L, C) -> tokens (B, L)."""
         return self.quantizer.codes_to_toks(codes)
 
+    @stateful("toks", "qfeats", ("decompressor",), extra=("length",))
     def toks_to_qfeats(self, toks: Tensor, length: Tensor | None = None) -> Tensor:
-        return self.codes_to_qfeats(self.toks_to_codes(toks), length)
+        return self.codes_to_qfeats(self.toks_to_codes(toks), length=length)
 
+    @stateful("codes", "qfeats", ("decompressor",), extra=("length",))
     def codes_to_qfeats(self, codes: Tensor, length: Tensor | None = None) -> Tensor:
         """Codes (B, L, C) -> decompressed features (B, L * up, D)."""
         codes = self._check_codes(codes)
         return self._per_item(lambda c: self.decompressor(c)[0], codes, length)
 
+    @stateful("toks", "out", ("decompressor", "decoder"), extra=("length",))
     def toks_to_sig(
         self,
         toks: Tensor,
@@ -267,9 +287,15 @@ class FocalCodec(nn.Module):
         """
         codes = self.toks_to_codes(toks)
         return self.codes_to_sig(
-            codes, matching_set, topk, num_splits, output_length, length
+            codes,
+            matching_set=matching_set,
+            topk=topk,
+            num_splits=num_splits,
+            output_length=output_length,
+            length=length,
         )
 
+    @stateful("codes", "out", ("decompressor", "decoder"), extra=("length",))
     def codes_to_sig(
         self,
         codes: Tensor,
@@ -284,10 +310,13 @@ class FocalCodec(nn.Module):
 
         def decode(c: Tensor) -> Tensor:
             qfeats, _ = self.decompressor(c)
-            return self.feats_to_sig(qfeats, matching_set, topk, num_splits)
+            return self.feats_to_sig(
+                qfeats, matching_set=matching_set, topk=topk, num_splits=num_splits
+            )
 
-        return _fit_length(self._per_item(decode, codes, length), output_length)
+        return fit_length(self._per_item(decode, codes, length), output_length)
 
+    @stateful("qfeats", "out", ("decoder",))
     def feats_to_sig(
         self,
         feats: Tensor,
@@ -300,7 +329,7 @@ class FocalCodec(nn.Module):
         if matching_set is not None:
             feats = self.knn(feats, matching_set, topk, num_splits).mean(dim=-2)
         sig, _ = self.decoder(feats)
-        return _fit_length(sig, output_length)
+        return fit_length(sig, output_length)
 
     def knn(
         self, feats: Tensor, matching_set: Tensor, topk: int = 4, num_splits: int = 1
@@ -371,7 +400,7 @@ class FocalCodec(nn.Module):
         return (
             self.codes_to_toks(codes),
             codes,
-            _fit_length(rec, int(sig.shape[1] * ratio)),
+            fit_length(rec, int(sig.shape[1] * ratio)),
         )
 
     def _check_sig(self, sig: Tensor | np.ndarray) -> Tensor:
@@ -464,12 +493,3 @@ def _scatter_padded(
         out[idx, : piece.shape[1]] = piece
     return out
 
-
-def _fit_length(sig: Tensor, output_length: int | None) -> Tensor:
-    """Cut ``sig`` (B, T) to ``output_length`` or extend it by repeating the last sample."""
-    if output_length is None or sig.shape[-1] == output_length:
-        return sig
-    if sig.shape[-1] > output_length:
-        return sig[..., :output_length]
-    missing = output_length - sig.shape[-1]
-    return F.pad(sig[:, None], (0, missing), mode="replicate")[:, 0]
