@@ -14,7 +14,10 @@ the longest item. Positions past an item's end hold zeros.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+import io
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,6 +50,9 @@ class CodecOutput(NamedTuple):
 class FocalCodec(nn.Module):
     """FocalCodec speech codec; see the module docstring for the data flow.
 
+    The public API of the original package is kept, call for call; the table is in
+    ``docs/migration.md``.
+
     Parameters
     ----------
     encoder_name, compressor_name, quantizer_name, decompressor_name, decoder_name
@@ -54,6 +60,8 @@ class FocalCodec(nn.Module):
     encoder_config, compressor_config, quantizer_config, decompressor_config, decoder_config
         Keyword arguments of each component, as in the official ``config.json``.
     """
+
+    __version__ = __version__
 
     def __init__(
         self,
@@ -76,6 +84,9 @@ class FocalCodec(nn.Module):
         classes = registry()
         for slot in SLOTS:
             name, kwargs = config[f"{slot}_name"], config[f"{slot}_config"]
+            # The original package's public attributes (encoder_name, encoder_config...).
+            setattr(self, f"{slot}_name", name)
+            setattr(self, f"{slot}_config", copy.deepcopy(kwargs))
             try:
                 module = classes[name](**kwargs)
             except TypeError as exc:
@@ -373,18 +384,53 @@ class FocalCodec(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, source: str | Path, overrides: dict | None = None, **hub_kwargs
+        cls, config: str | Path, overrides: dict | None = None, **hub_kwargs
     ) -> FocalCodec:
         """Load config and weights from a local directory or JSON file, or a Hub repo id."""
         from .pretrained import build
 
-        return build(cls, source, True, overrides, **hub_kwargs)
+        return build(cls, config, True, overrides, **hub_kwargs)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
         from .pretrained import save
 
         return save(self, directory)
+
+    def to_config(self, config: str | Path, pretrained: bool = False) -> Path:
+        """Write the config to ``config`` (``.json`` appended if missing), and with
+        ``pretrained`` the weights to the ``.safetensors`` of the same stem."""
+        from .pretrained import dump
+
+        return dump(self, config, pretrained)
+
+    def to_pretrained(self, config: str | Path) -> Path:
+        """``to_config(config, pretrained=True)``."""
+        return self.to_config(config, pretrained=True)
+
+    # -- compiled and exported forms (implemented in deploy/) ---------------------------
+    # The one place where the core imports focalcodec.deploy, lazily, on request.
+
+    def jit(self, classes: Sequence[type] | None = None) -> FocalCodec:
+        """A copy whose networks run traced TorchScript graphs (``torch.jit.trace`` per
+        input shape, not ``torch.jit.script``); see :mod:`focalcodec.deploy.scripted`."""
+        from .deploy.scripted import script
+
+        return script(self, classes)
+
+    def onnx(
+        self,
+        f: str | os.PathLike | io.BytesIO,
+        batch_size: int | None = None,
+        chunk_size: int | None = None,
+        return_state: bool = False,
+        **kwargs,
+    ) -> None:
+        """Export ``forward`` as one ONNX graph, as the original package did; see
+        :mod:`focalcodec.deploy.onnx_forward` (and ``export_onnx`` for our layout)."""
+        from .deploy.onnx_forward import export_forward
+
+        export_forward(self, f, batch_size, chunk_size, return_state, **kwargs)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -492,4 +538,3 @@ def _scatter_padded(
     for piece, idx in zip(pieces, indices):
         out[idx, : piece.shape[1]] = piece
     return out
-

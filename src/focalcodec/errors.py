@@ -32,8 +32,11 @@ class ConfigError(FocalCodecError, ValueError):
     """A model configuration is invalid (unknown component, bad key or value)."""
 
 
-class CheckpointError(FocalCodecError):
-    """Weights are missing, unreadable, or do not fit the configuration."""
+class CheckpointError(FocalCodecError, RuntimeError):
+    """Weights are missing, unreadable, or do not fit the configuration.
+
+    A RuntimeError, as the original package's loader raised for models it could not get.
+    """
 
 
 class InputError(FocalCodecError, ValueError):

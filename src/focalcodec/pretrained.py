@@ -33,6 +33,7 @@ __all__ = [
     "HUB_USER",
     "build",
     "convert_legacy_state_dict",
+    "dump",
     "list_models",
     "load_weights",
     "packaged_config",
@@ -147,6 +148,9 @@ def build(cls, source, pretrained: bool, overrides: dict | None, **hub_kwargs):
 
 def _resolve(source: str, pretrained: bool, hub_kwargs: dict) -> tuple[dict, Any]:
     path = Path(source).expanduser()
+    if not path.exists() and path.with_name(path.name + ".json").is_file():
+        # The original package's rule: a local path without ".json" names that file.
+        path = path.with_name(path.name + ".json")
     if path.is_dir():
         config = load_config(path / "config.json")
         return config, _local_weights(path / "config.json") if pretrained else None
@@ -169,11 +173,12 @@ def _resolve(source: str, pretrained: bool, hub_kwargs: dict) -> tuple[dict, Any
 
 def _local_weights(config_json: Path) -> Path:
     stem = config_json.with_suffix("")
-    if config_json.name == "config.json":
-        stem = config_json.parent / "model"
-    for candidate in (stem.with_suffix(".safetensors"), stem.with_suffix(".pt")):
+    # Hugging Face layout first (config.json + model.*), then the same stem.
+    stems = [stem.parent / "model", stem] if config_json.name == "config.json" else [stem]
+    for candidate in [s.with_suffix(x) for s in stems for x in (".safetensors", ".pt")]:
         if candidate.exists():
             return candidate
+    stem = stems[0]
     raise CheckpointError(
         f"no weights next to {config_json}: expected {stem}.safetensors or {stem}.pt"
     )
@@ -286,14 +291,34 @@ def convert_legacy_state_dict(
     return out
 
 
-def save(model, directory: str | Path) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` into ``directory``, each atomically."""
+def dump(model, config: str | Path, pretrained: bool = False) -> Path:
+    """Write the model's config to the JSON file ``config`` (``.json`` is appended if
+    missing) and, with ``pretrained``, its weights to the ``.safetensors`` of the same
+    stem: the original package's ``to_config`` / ``to_pretrained`` layout, which
+    :func:`build` reads back. Each file is written atomically; existing files are
+    replaced, as there. Returns the path of the JSON file."""
+    path = Path(config).expanduser()
+    if path.suffix != ".json":
+        path = path.with_name(path.name + ".json")
+    with atomic_write(path, force=True) as f:
+        f.write((json.dumps(model.config, indent=2) + "\n").encode())
+    if pretrained:
+        _write_weights(model, path.with_suffix(".safetensors"))
+    return path
+
+
+def _write_weights(model, path: Path) -> None:
     from safetensors.torch import save as to_bytes
 
-    directory = Path(directory)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_write(directory / "model.safetensors", force=True) as f:
+    with atomic_write(path, force=True) as f:
         f.write(to_bytes(state))
+
+
+def save(model, directory: str | Path) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` into ``directory``, each atomically."""
+    directory = Path(directory)
+    _write_weights(model, directory / "model.safetensors")
     with atomic_write(directory / "config.json", force=True) as f:
         f.write((json.dumps(model.config, indent=2) + "\n").encode())
     return directory

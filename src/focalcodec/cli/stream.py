@@ -64,7 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ref",
         nargs="+",
         metavar="FILE",
-        help="reference audio: convert to this voice",
+        help="reference audio files or folders: convert to this voice",
+    )
+    parser.add_argument(
+        "--ref-model",
+        metavar="MODEL",
+        help="model whose encoder features of --ref form the matching set (default: "
+        "--model; the original package's demo used focalcodec_50hz)",
     )
     parser.add_argument(
         "--bank", metavar="FILE", help="speaker bank (.safetensors) to convert to"
@@ -157,6 +163,8 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
         return "give exactly one source: an INPUT file or --mic"
     if args.ref and args.bank:
         return "--ref and --bank both give a target voice: use one"
+    if args.ref_model and not args.ref:
+        return "--ref-model applies to --ref recordings: give --ref FILES too"
     if args.backend == "onnx":
         problem = _check_onnx_arguments(args)
         if problem:
@@ -224,8 +232,15 @@ def _open_session(codec, args: argparse.Namespace):
     matching_set = None
     if args.ref:
         from ..io.banks import matching_set_from_files
+        from .vc import _expand_references
 
-        matching_set = matching_set_from_files(codec, args.ref)
+        encoder = codec
+        if args.ref_model:
+            from .. import FocalCodec
+
+            device = next(codec.parameters()).device
+            encoder = FocalCodec.from_pretrained(args.ref_model).eval().to(device)
+        matching_set = matching_set_from_files(encoder, _expand_references(args.ref))
     elif args.bank:
         from ..io.banks import load_bank
 
