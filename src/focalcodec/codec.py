@@ -343,17 +343,17 @@ class FocalCodec(nn.Module):
         return fit_length(sig, output_length)
 
     def knn(
-        self, feats: Tensor, matching_set: Tensor, topk: int = 4, num_splits: int = 1
+        self, input: Tensor, matching_set: Tensor, topk: int = 4, num_splits: int = 1
     ) -> Tensor:
         """Nearest ``topk`` rows of ``matching_set`` (M, D) per frame: (..., k, D)."""
-        if matching_set.dim() != 2 or matching_set.shape[-1] != feats.shape[-1]:
+        if matching_set.dim() != 2 or matching_set.shape[-1] != input.shape[-1]:
             raise InputError(
-                f"matching_set must have shape (M, {feats.shape[-1]}), got "
+                f"matching_set must have shape (M, {input.shape[-1]}), got "
                 f"{tuple(matching_set.shape)}"
             )
         if matching_set.shape[0] == 0:
             raise InputError("matching_set is empty: give at least one reference frame")
-        return knn(feats, matching_set.to(feats), topk, num_splits)
+        return knn(input, matching_set.to(input), topk, num_splits)
 
     # -- streaming (implemented in session.py) ------------------------------------------
 

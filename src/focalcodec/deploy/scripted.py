@@ -198,6 +198,9 @@ def _trace(runner: nn.Module, args: tuple) -> torch.jit.ScriptModule:
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         # Tracer warnings name shape-dependent branches, which the cache key covers.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch.tensor() of a traced size (the encoder's position when it starts a
+        # stream): the value is right for the traced shape, which the key fixes.
+        warnings.filterwarnings("ignore", "To copy construct", UserWarning)
         plain = tuple(a.clone() for a in args)
         return torch.jit.trace(runner, plain, check_trace=False)
 
