@@ -19,19 +19,27 @@ if importlib.util.find_spec("focalcodec") is None:
 
 
 def focalcodec(
-    config="lucadellalib/focalcodec_50hz", pretrained=True, overrides=None, **kwargs
+    config: str = "lucadellalib/focalcodec_50hz",
+    pretrained: bool = True,
+    overrides: dict | None = None,
+    **kwargs,
 ):
     """A FocalCodec model in eval mode.
+
+    The parameters are those of the original package's entry point. Unlike it, the model
+    comes back in eval mode (the original returned it in training mode; its callers
+    call ``.eval()``, which stays harmless).
 
     Parameters
     ----------
     config
-        Packaged name (``focalcodec_50hz``), Hugging Face repo id, local directory or
-        ``.json`` file.
+        Packaged name (``focalcodec_50hz``), Hugging Face repo id (or ``repo/file.json``),
+        local directory, or local ``.json`` file (the suffix may be left out).
     pretrained
         Load the weights; False builds the architecture with random weights.
     overrides
-        Config values to replace, e.g. ``{"encoder_config": {"window_size": 256}}``.
+        Config values to replace, by dot path, e.g.
+        ``{"encoder_config.max_cached_steps": 0}``.
     **kwargs
         Passed to ``huggingface_hub.hf_hub_download`` (``revision``, ``cache_dir``...).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -36,6 +37,31 @@ def test_hub_builds_random_weights_with_overrides(golden_dir: Path) -> None:
     model = _load(config=str(config), pretrained=False, overrides=overrides)
     assert model.codebook_size == 256
     assert model.config["encoder_config"]["dim"] == 64
+
+
+def test_hub_entry_point_has_the_original_parameters() -> None:
+    spec = importlib.util.spec_from_file_location("hubconf_sig", REPO / "hubconf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    params = inspect.signature(module.focalcodec).parameters
+    assert [(p.name, p.default) for p in params.values()][:3] == [
+        ("config", "lucadellalib/focalcodec_50hz"),
+        ("pretrained", True),
+        ("overrides", None),
+    ]
+    assert list(params.values())[3].kind is inspect.Parameter.VAR_KEYWORD
+
+
+def test_hub_positional_call_with_dot_path_overrides(golden_dir: Path) -> None:
+    # As the original README calls it, with the arguments given by position.
+    config = str(golden_dir / "causal_wavenext_50hz" / "config.json")
+    model = _load_positional(config, False, {"encoder_config.max_cached_steps": 0})
+    assert model.encoder_config["max_cached_steps"] == 0
+    assert model.config["encoder_config"]["max_cached_steps"] == 0
+
+
+def _load_positional(*args):
+    return torch.hub.load(str(REPO), "focalcodec", *args, source="local")
 
 
 def test_hub_dependencies_are_importable() -> None:
