@@ -174,7 +174,9 @@ def _resolve(source: str, pretrained: bool, hub_kwargs: dict) -> tuple[dict, Any
 def _local_weights(config_json: Path) -> Path:
     stem = config_json.with_suffix("")
     # Hugging Face layout first (config.json + model.*), then the same stem.
-    stems = [stem.parent / "model", stem] if config_json.name == "config.json" else [stem]
+    stems = (
+        [stem.parent / "model", stem] if config_json.name == "config.json" else [stem]
+    )
     for candidate in [s.with_suffix(x) for s in stems for x in (".safetensors", ".pt")]:
         if candidate.exists():
             return candidate
