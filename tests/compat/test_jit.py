@@ -119,3 +119,21 @@ def test_jit_runs_under_inference_mode(golden_dir: Path) -> None:
     with torch.inference_mode():
         sig = data["input.sig"][:, :5120].clone()
         assert torch.equal(jitted.sig_to_toks(sig), model.sig_to_toks(sig))
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_jit_on_cuda_matches_eager(golden_dir: Path) -> None:
+    model, _, data = _pair(golden_dir / "causal_wavenext_50hz")
+    model = model.cuda()
+    jitted = model.jit()
+    sig = data["input.sig"].cuda()
+    assert torch.equal(jitted(sig).toks, model(sig).toks)
+    ours: list = []
+    eager: list = []
+    for i in range(0, sig.shape[1], model.chunk_size):
+        piece = sig[:, i : i + model.chunk_size]
+        toks, _, out, *ours = jitted(piece, *ours, return_state=True)
+        toks_e, _, out_e, *eager = model(piece, *eager, return_state=True)
+        assert torch.equal(toks, toks_e)
+        assert float((out - out_e).abs().max()) <= 1e-4

@@ -16,13 +16,15 @@ TorchScript front end, ``torch.jit.trace``:
   presence of a state, which are part of the key, but not on tensor values, with one
   exception: the encoder's stream position. Continuing encoder steps of ``chunk_size``
   samples therefore run the position-as-tensor step of the ONNX export
-  (:mod:`focalcodec.deploy.onnx_export`); other continuing encoder calls run eagerly.
+  (:mod:`focalcodec.deploy.onnx_export`), on the CPU; other continuing encoder calls,
+  and continuing steps on a GPU, run eagerly.
 * the quantizer (a handful of sign and bit operations) stays eager.
 
 The result is a :class:`~focalcodec.FocalCodec` with the same methods, call forms,
 parameters and ``state_dict`` keys; tokens equal the eager model's and audio agrees to
-float rounding (``tests/compat/test_jit.py``). Build it after the weights are final and
-call ``jit()`` again after changing them or moving the model.
+float rounding (``tests/compat/test_jit.py``). The graphs use the model's parameters
+themselves; a move to another device or dtype traces new graphs. Build it for inference,
+after the weights are final.
 """
 
 from __future__ import annotations
@@ -125,7 +127,12 @@ class TracedNetwork(nn.Module):
         """Same inputs and outputs as the eager network's ``forward``."""
         eager = self.eager
         if self.network == "encoder" and state is not None:
-            if eager.causal and x.shape[1] == eager.chunk_size:
+            # The step graph builds its index tensors on the CPU (as the ONNX export).
+            if (
+                eager.causal
+                and x.shape[1] == eager.chunk_size
+                and x.device.type == "cpu"
+            ):
                 return self._encoder_step(x, state)
             return eager(x, state, **kwargs)
         flat: list[Tensor] = []
