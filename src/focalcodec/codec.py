@@ -3,8 +3,10 @@
     sig --encoder--> feats --compressor--> lats --quantizer--> toks / codes
     codes --decompressor--> qfeats --decoder--> sig
 
-Method names follow the ``x_to_y`` vocabulary of the original package. Methods are offline
-(whole signals); streaming goes through :mod:`focalcodec.streaming.steps`.
+Method names, signatures and call forms are the original package's (``docs/migration.md``).
+The method bodies handle whole signals; the original streaming form, with states threaded
+by the caller, is routed to :mod:`focalcodec.streaming.threaded`, and
+``codec.streaming()`` opens a session that owns the states.
 
 Batches and ``length``: ``length`` (B,) gives the fraction of the time axis that is real for
 each item. Unlike the original, every item then gives exactly what it gives on its own: items
