@@ -14,7 +14,7 @@ from focalcodec.eval.asr import (
     error_rate,
     normalize_text,
 )
-from focalcodec.eval.base import EvalItem, MetricUnavailable, ModelCache
+from focalcodec.eval.base import EvalItem, MetricModels, MetricUnavailable
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_asr_metric_scores_against_the_transcript_of_the_original():
         {0.1: "one two three four", 0.2: "one two three four", 0.3: "one too three"}
     )
     metric = ASRMetric(transcriber=fake)
-    metric.setup(ModelCache())
+    metric.setup(MetricModels())
     items = [
         EvalItem("a", _wave(0.1), _wave(0.2)),  # same text: 0 errors
         EvalItem("b", _wave(0.1), _wave(0.3)),  # 1 sub + 1 del over 4 words
@@ -107,7 +107,7 @@ def test_asr_metric_scores_against_the_transcript_of_the_original():
 
 def test_reference_transcripts_are_shared_between_metric_instances():
     fake = FakeTranscriber({0.1: "hello world", 0.2: "hello word"})
-    cache = ModelCache()
+    cache = MetricModels()
     items = [EvalItem("a", _wave(0.1), _wave(0.2))]
     for _ in range(2):  # two codecs scored in one run
         metric = ASRMetric(transcriber=fake)
@@ -119,7 +119,7 @@ def test_reference_transcripts_are_shared_between_metric_instances():
 def test_empty_reference_transcript_gives_nan_rate():
     fake = FakeTranscriber({0.1: "", 0.2: "noise"})
     metric = ASRMetric(transcriber=fake)
-    metric.setup(ModelCache())
+    metric.setup(MetricModels())
     row = metric.score([EvalItem("a", _wave(0.1), _wave(0.2))])[0]
     assert math.isnan(row["dwer"])
 
@@ -127,7 +127,7 @@ def test_empty_reference_transcript_gives_nan_rate():
 def test_missing_asr_model_makes_the_metric_unavailable(monkeypatch):
     monkeypatch.delenv("FOCALCODEC_ASR_MODEL", raising=False)
     with pytest.raises(MetricUnavailable, match="--asr-model"):
-        ASRMetric().setup(ModelCache())
+        ASRMetric().setup(MetricModels())
 
 
 def test_directory_without_ctranslate2_model_is_rejected(tmp_path):
@@ -175,6 +175,6 @@ def test_faster_whisper_plumbing_with_a_fake_model(tmp_path, monkeypatch):
     assert all(c["dtype"] == np.float32 and c["language"] == "en" for c in model.calls)
     # Through the metric: identical transcripts, so no differential errors.
     metric = ASRMetric(transcriber=asr)
-    metric.setup(ModelCache())
+    metric.setup(MetricModels())
     row = metric.score([EvalItem("a", np.zeros(800), np.zeros(800))])[0]
     assert row["dwer"] == 0.0 and row["text_est"] == "Hello, world."

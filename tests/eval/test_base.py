@@ -12,7 +12,7 @@ from focalcodec.eval import base
 from focalcodec.eval.base import (
     EvalError,
     Metric,
-    ModelCache,
+    MetricModels,
     available_metrics,
     create_metric,
     finite_mean,
@@ -80,7 +80,7 @@ def test_load_plugin_registers_a_user_metric(tmp_path, monkeypatch):
 
 
 def test_model_cache_builds_once():
-    cache, built = ModelCache(), []
+    cache, built = MetricModels(), []
     for _ in range(3):
         value = cache.get("k", lambda: built.append(1) or "model")
     assert value == "model" and built == [1] and "k" in cache
@@ -99,7 +99,7 @@ def test_missing_package_makes_a_metric_unavailable(monkeypatch, metric, module,
     # A None entry in sys.modules makes `import module` raise ImportError.
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(base.MetricUnavailable, match=rf"focalcodec\[{extra}\]"):
-        create_metric(metric).setup(ModelCache())
+        create_metric(metric).setup(MetricModels())
 
 
 def test_missing_model_packages_make_model_metrics_unavailable(monkeypatch):
@@ -107,7 +107,7 @@ def test_missing_model_packages_make_model_metrics_unavailable(monkeypatch):
         monkeypatch.setitem(sys.modules, module, None)
     for name in ("speaker", "dnsmos"):
         with pytest.raises(base.MetricUnavailable, match="eval-models"):
-            create_metric(name).setup(ModelCache())
+            create_metric(name).setup(MetricModels())
     from focalcodec.eval.asr import FasterWhisperTranscriber
 
     with pytest.raises(base.MetricUnavailable, match="eval-models"):

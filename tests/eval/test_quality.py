@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from focalcodec.eval.base import EvalItem, ModelCache
+from focalcodec.eval.base import EvalItem, MetricModels
 from focalcodec.eval.quality import DNSMOS
 from focalcodec.io.audio import load_audio
 
@@ -21,7 +21,7 @@ def test_dnsmos_prefers_clean_speech(data_dir):
     noise = np.random.default_rng(0).standard_normal(clean.size).astype(np.float32)
     noisy = clean + 0.1 * noise * np.abs(clean).max()
     metric = DNSMOS()
-    metric.setup(ModelCache())
+    metric.setup(MetricModels())
     rows = metric.score(
         [EvalItem("clean", clean, clean), EvalItem("noisy", clean, noisy)]
     )

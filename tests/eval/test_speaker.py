@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from focalcodec.eval.base import EvalItem, ModelCache
+from focalcodec.eval.base import EvalItem, MetricModels
 from focalcodec.eval.speaker import SpeakerSimilarity, cosine
 from focalcodec.io.audio import load_audio
 
@@ -31,7 +31,7 @@ def test_cosine():
 
 def test_reconstruction_compares_with_the_original():
     metric = SpeakerSimilarity(FakeEmbedder())
-    metric.setup(ModelCache())
+    metric.setup(MetricModels())
     ref = np.array([1.0, 0.0], dtype=np.float32)
     rows = metric.score(
         [EvalItem("a", ref, ref.copy()), EvalItem("b", ref, np.array([1.0, 1.0]))]
@@ -44,7 +44,7 @@ def test_reconstruction_compares_with_the_original():
 def test_conversion_compares_with_the_target_set_and_reports_the_source():
     embedder = FakeEmbedder()
     metric = SpeakerSimilarity(embedder)
-    metric.setup(ModelCache())
+    metric.setup(MetricModels())
     source = np.array([1.0, 0.0], dtype=np.float32)
     targets = [np.array([0.0, 1.0]), np.array([0.0, 3.0])]
     item = EvalItem("a", source, np.array([0.0, 2.0]), targets, "spk2")
@@ -69,7 +69,7 @@ def voices(shared_dir):
 def test_resemblyzer_separates_speakers_and_detects_damage(voices):
     pytest.importorskip("resemblyzer")
     metric = SpeakerSimilarity()
-    metric.setup(ModelCache())
+    metric.setup(MetricModels())
     a1, a2, b = voices
     noisy = a1 + 0.05 * np.random.default_rng(0).standard_normal(a1.size).astype(
         np.float32

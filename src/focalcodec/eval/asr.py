@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .base import EvalItem, Metric, MetricUnavailable, ModelCache, Row
+from .base import EvalItem, Metric, MetricModels, MetricUnavailable, Row
 from .base import register_metric as _register
 
 __all__ = [
@@ -206,7 +206,7 @@ class ASRMetric(Metric):
         self.options = (model, device, compute_type, language)
         self._ref_texts: dict[str, str] = {}
 
-    def setup(self, cache: ModelCache) -> None:
+    def setup(self, cache: MetricModels) -> None:
         model, device, compute_type, language = self.options
         model = model or os.environ.get(ASR_MODEL_ENV)
         if self.transcriber is None:

@@ -1,11 +1,12 @@
-"""The metric interface, the registry of metric factories and the shared model cache.
+"""The metric interface, the registry of metric factories and what metrics share.
 
 A metric scores a batch of :class:`EvalItem` (an original waveform and what the codec made
 of it, both at :data:`EVAL_RATE`) and returns one row of numbers per item. Heavy metrics
-load their model in :meth:`Metric.setup` through a :class:`ModelCache`, so two metrics that
-need the same network (speaker similarity to the original and to a voice-conversion target,
-say) load it once. A metric whose package is missing raises :class:`MetricUnavailable`
-from ``setup``; the runner then drops it with one warning and lists it in the report.
+load their model in :meth:`Metric.setup` through :class:`MetricModels`, so two metrics
+that need the same network (speaker similarity to the original and to a voice-conversion
+target, say) load it once. A metric whose package is missing raises
+:class:`MetricUnavailable` from ``setup``; the runner then drops it with one warning and
+lists it in the report.
 
 Third-party metrics (UTMOS, a WavLM speaker verifier, ...) plug in by calling
 :func:`register_metric`, by a ``module:factory`` spec given to :func:`load_plugin` (the
@@ -32,7 +33,7 @@ __all__ = [
     "EvalItem",
     "Metric",
     "MetricUnavailable",
-    "ModelCache",
+    "MetricModels",
     "available_metrics",
     "create_metric",
     "load_plugin",
@@ -75,7 +76,7 @@ class EvalItem:
     speaker_key: str = ""
 
 
-class ModelCache:
+class MetricModels:
     """Models and per-utterance results shared by every metric of one run.
 
     Values are built on first use by a factory and kept until the run ends, so a model is
@@ -118,7 +119,7 @@ class Metric:
     higher_is_better: dict[str, bool] = {}
     intrusive: bool = True
 
-    def setup(self, cache: ModelCache) -> None:
+    def setup(self, cache: MetricModels) -> None:
         """Import packages and load models; raise :class:`MetricUnavailable` if missing.
 
         Parameters

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import EVAL_RATE, EvalItem, Metric, MetricUnavailable, ModelCache, Row
+from .base import EVAL_RATE, EvalItem, Metric, MetricModels, MetricUnavailable, Row
 from .base import register_metric as _register
 
 __all__ = ["DNSMOS"]
@@ -60,7 +60,7 @@ class DNSMOS(Metric):
     def __init__(self) -> None:
         self._model = None
 
-    def setup(self, cache: ModelCache) -> None:
+    def setup(self, cache: MetricModels) -> None:
         self._model = cache.get(("dnsmos",), _load_dnsmos)
 
     def score(self, items: Sequence[EvalItem]) -> list[Row]:

@@ -39,8 +39,8 @@ from .base import (
     EvalError,
     EvalItem,
     Metric,
+    MetricModels,
     MetricUnavailable,
-    ModelCache,
     Row,
     available_metrics,
     create_metric,
@@ -140,7 +140,7 @@ class Evaluator:
         self.opt = options
         self.out = Path(options.out_dir)
         self.log = log
-        self.cache = ModelCache()
+        self.shared = MetricModels()
         self.metrics: list[Metric] = []
         self.unavailable: dict[str, str] = {}
         self.failed: list[dict[str, str]] = []
@@ -179,7 +179,7 @@ class Evaluator:
         for spec in wanted:
             metric = create_metric(spec) if isinstance(spec, str) else spec
             try:
-                metric.setup(self.cache)
+                metric.setup(self.shared)
             except MetricUnavailable as exc:
                 self.unavailable[metric.name] = str(exc)
                 self.log(f"metric '{metric.name}' skipped: {exc}")

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .base import EVAL_RATE, EvalItem, Metric, MetricUnavailable, ModelCache, Row
+from .base import EVAL_RATE, EvalItem, Metric, MetricModels, MetricUnavailable, Row
 from .base import register_metric as _register
 
 __all__ = ["Embedder", "ResemblyzerEmbedder", "SpeakerSimilarity", "cosine"]
@@ -88,7 +88,7 @@ class SpeakerSimilarity(Metric):
         self.embedder = embedder
         self._refs: dict[str, np.ndarray] = {}
 
-    def setup(self, cache: ModelCache) -> None:
+    def setup(self, cache: MetricModels) -> None:
         if self.embedder is None:
             self.embedder = cache.get(("resemblyzer",), ResemblyzerEmbedder)
         # Embeddings of originals and target sets are shared by every codec of the run.

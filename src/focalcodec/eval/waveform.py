@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .base import EVAL_RATE, EvalItem, Metric, MetricUnavailable, ModelCache, Row
+from .base import EVAL_RATE, EvalItem, Metric, MetricModels, MetricUnavailable, Row
 from .base import register_metric as _register
 
 __all__ = [
@@ -249,7 +249,7 @@ class STOI(_PairMetric):
     columns = ("stoi",)
     higher_is_better = {"stoi": True}
 
-    def setup(self, cache: ModelCache) -> None:
+    def setup(self, cache: MetricModels) -> None:
         _require("pystoi", "eval")
 
     def _value(self, ref: np.ndarray, est: np.ndarray) -> float:
@@ -264,7 +264,7 @@ class PESQ(_PairMetric):
     columns = ("pesq",)
     higher_is_better = {"pesq": True}
 
-    def setup(self, cache: ModelCache) -> None:
+    def setup(self, cache: MetricModels) -> None:
         _require("pesq", "eval")
 
     def _value(self, ref: np.ndarray, est: np.ndarray) -> float:
