@@ -1,5 +1,5 @@
 """Shared fixtures: the in-repo test data (golden vectors, manifests, real speech) and
-the optional larger ``../shared`` folder."""
+the optional larger ``../shared`` folder. Helpers live in ``support.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support import DATA, GOLDEN_CASES, PARITY_REPORT, shared_path  # noqa: E402
+from support import DATA, GOLDEN_CASES, PARITY_REPORT, Golden, load_golden, shared_path
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +36,17 @@ def golden_dir(data_dir: Path) -> Path:
 
 @pytest.fixture(params=GOLDEN_CASES)
 def golden_case(request, golden_dir: Path) -> Path:
+    """The folder of each golden case in turn."""
     return golden_dir / request.param
+
+
+@pytest.fixture(params=GOLDEN_CASES)
+def golden(request) -> Golden:
+    """Each golden case in turn, loaded once per session (model, tensors, metadata).
+
+    Narrow it with ``@pytest.mark.parametrize("golden", CAUSAL, indirect=True)``.
+    """
+    return load_golden(request.param)
 
 
 @pytest.fixture(autouse=True)

@@ -14,23 +14,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from focalcodec.cli import main
 from focalcodec.cli import options as cli_backend
 from focalcodec.io import bitstream
 from focalcodec.io.audio import load_audio
 
 pytest.importorskip("onnxruntime")
-from support import exported  # noqa: E402  (skips without the onnx extra)
+from support import (  # noqa: E402  (skips without the onnx extra)
+    exported,
+    one_line_error,
+    run_cli,
+)
 
 CLIP = "librispeech/dev-clean/84/84-121123-0000.flac"  # 2.09 s
 CASES = ["noncausal_vocos_50hz", "causal_wavenext_50hz"]  # 16 and 24 kHz output
 # Decoded files are 16-bit PCM: one step is 3.1e-5, and the graphs agree with PyTorch
 # to 1e-5 before rounding (docs/deployment.md), so files may differ by one step.
 AUDIO_TOL = 1e-4
-
-
-def run(*args) -> int:
-    return main([str(a) for a in args])
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -54,9 +53,9 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
 def test_fcz_files_are_the_same_with_either_backend(tmp_path, models, clip) -> None:
     golden, export = models
     made_by_torch, made_by_onnx = tmp_path / "t.fcz", tmp_path / "o.fcz"
-    assert run("encode", clip, "-o", made_by_torch, "-m", golden, "-q") == 0
+    assert run_cli("encode", clip, "-o", made_by_torch, "-m", golden, "-q") == 0
     args = ("encode", clip, "-o", made_by_onnx, "-m", export, "--backend", "onnx")
-    assert run(*args, "-q") == 0
+    assert run_cli(*args, "-q") == 0
     ours = bitstream.loads(made_by_onnx.read_bytes())
     ref = bitstream.loads(made_by_torch.read_bytes())
     np.testing.assert_array_equal(ours.toks, ref.toks)
@@ -65,10 +64,10 @@ def test_fcz_files_are_the_same_with_either_backend(tmp_path, models, clip) -> N
 
     # Each file decodes with the other backend; both match torch decoding torch's file.
     ref_wav, a, b = tmp_path / "ref.wav", tmp_path / "a.wav", tmp_path / "b.wav"
-    assert run("decode", made_by_torch, "-o", ref_wav, "-m", golden, "-q") == 0
-    assert run("decode", made_by_onnx, "-o", a, "-m", golden, "-q") == 0
+    assert run_cli("decode", made_by_torch, "-o", ref_wav, "-m", golden, "-q") == 0
+    assert run_cli("decode", made_by_onnx, "-o", a, "-m", golden, "-q") == 0
     args = ("decode", made_by_torch, "-o", b, "-m", export, "--backend", "onnx")
-    assert run(*args, "-q") == 0
+    assert run_cli(*args, "-q") == 0
     ref_sig, rate = _read(ref_wav)
     sig16, _ = load_audio(clip, 16000)
     assert len(ref_sig) == int(len(sig16) * rate / 16000)
@@ -81,9 +80,9 @@ def test_fcz_files_are_the_same_with_either_backend(tmp_path, models, clip) -> N
 def test_resynth_and_tokenize(tmp_path, models, clip) -> None:
     golden, export = models
     ref, ours = tmp_path / "ref.flac", tmp_path / "ours.flac"
-    assert run("resynth", clip, "-o", ref, "-m", golden, "-q") == 0
+    assert run_cli("resynth", clip, "-o", ref, "-m", golden, "-q") == 0
     args = ("resynth", clip, "-o", ours, "-m", export, "--backend", "onnx", "-q")
-    assert run(*args) == 0
+    assert run_cli(*args) == 0
     ref_sig, rate = _read(ref)
     sig, out_rate = _read(ours)
     assert out_rate == rate and sig.shape == ref_sig.shape
@@ -93,20 +92,12 @@ def test_resynth_and_tokenize(tmp_path, models, clip) -> None:
     folder.mkdir()
     (folder / "one.flac").write_bytes(clip.read_bytes())
     args = ("tokenize", folder, "-m", export, "--backend", "onnx", "-q")
-    assert run(*args, "-o", tmp_path / "toks_onnx") == 0
-    assert run("tokenize", folder, "-m", golden, "-q", "-o", tmp_path / "toks") == 0
+    assert run_cli(*args, "-o", tmp_path / "toks_onnx") == 0
+    assert run_cli("tokenize", folder, "-m", golden, "-q", "-o", tmp_path / "toks") == 0
     for name in ("meta.json", "index.jsonl", "tokens.npy", "offsets.npy"):
         assert (tmp_path / "toks_onnx" / name).read_bytes() == (
             tmp_path / "toks" / name
         ).read_bytes(), name
-
-
-def _one_line_error(capsys) -> str:
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert err.startswith("focalcodec: error:") and "\n" not in err, err
-    assert "Traceback" not in err and not captured.out
-    return err
 
 
 @pytest.mark.parametrize(
@@ -129,11 +120,11 @@ def test_backend_usage_errors(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.fcz").write_bytes(b"")
     capsys.readouterr()
-    assert run(*[names.get(a, a) for a in args]) == 2
+    assert run_cli(*[names.get(a, a) for a in args]) == 2
     if message == "invalid choice":  # argparse prints its usage, then the error
         assert message in capsys.readouterr().err
         return
-    assert message in _one_line_error(capsys)
+    assert message in one_line_error(capsys, prefix=True, quiet_stdout=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.fcz"]
 
 
@@ -148,8 +139,10 @@ def test_missing_onnxruntime_is_a_usage_error(
         lambda name, *a: None if name == "onnxruntime" else real(name, *a),
     )
     args = ("encode", clip, "-o", tmp_path / "x.fcz", "-m", export, "--backend", "onnx")
-    assert run(*args) == 2
-    assert "pip install 'focalcodec[onnx]'" in _one_line_error(capsys)
+    assert run_cli(*args) == 2
+    assert "pip install 'focalcodec[onnx]'" in one_line_error(
+        capsys, prefix=True, quiet_stdout=True
+    )
 
 
 def test_broken_export_is_one_line(tmp_path, models, clip, capsys) -> None:
@@ -161,14 +154,16 @@ def test_broken_export_is_one_line(tmp_path, models, clip, capsys) -> None:
     (broken / "manifest.json").write_text(json.dumps(manifest))
     capsys.readouterr()
     args = ("encode", clip, "-o", tmp_path / "x.fcz", "-m", broken, "--backend", "onnx")
-    assert run(*args, "-q") == 1
-    assert "version 99 is not supported" in _one_line_error(capsys)
+    assert run_cli(*args, "-q") == 1
+    assert "version 99 is not supported" in one_line_error(
+        capsys, prefix=True, quiet_stdout=True
+    )
     assert not (tmp_path / "x.fcz").exists()
 
 
 def test_models_details_prints_the_card(data_dir: Path, capsys) -> None:
     manifest = json.loads((data_dir / "manifests" / "focalcodec_50hz.json").read_text())
-    assert run("models", "--details", "focalcodec_50hz") == 0
+    assert run_cli("models", "--details", "focalcodec_50hz") == 0
     lines = capsys.readouterr().out.splitlines()
     for slot, count in manifest["params_per_component"].items():
         row = next(line for line in lines if line.strip().startswith(f"{slot} ("))
@@ -177,23 +172,23 @@ def test_models_details_prints_the_card(data_dir: Path, capsys) -> None:
     assert f"{manifest['num_total_params']:,}" in total
     assert any(line.startswith("bitrate") and "650 bit/s" in line for line in lines)
 
-    assert run("models", "--details", "focalcodec_50hz", "--json") == 0
+    assert run_cli("models", "--details", "focalcodec_50hz", "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["params"]["total"] == manifest["num_total_params"]
 
-    assert run("models") == 0  # without --details: the table of packaged models
+    assert run_cli("models") == 0  # without --details: the table of packaged models
     table = capsys.readouterr().out
     assert table.startswith("name") and "focalcodec_50hz_2k_causal" in table
 
-    assert run("models", "--details", "no_such_model") == 1
-    assert "no_such_model" in _one_line_error(capsys)
+    assert run_cli("models", "--details", "no_such_model") == 1
+    assert "no_such_model" in one_line_error(capsys, prefix=True, quiet_stdout=True)
 
 
 def test_models_details_of_an_export(models, capsys) -> None:
     golden, export = models
-    assert run("models", "--details", golden, "--json") == 0
+    assert run_cli("models", "--details", golden, "--json") == 0
     ref = json.loads(capsys.readouterr().out)
-    assert run("models", "--details", export, "--json") == 0
+    assert run_cli("models", "--details", export, "--json") == 0
     ours = json.loads(capsys.readouterr().out)
     assert ours["params"] == ref["params"] and ours["params"]["total"] > 0
     assert ours["config_hash"] == ref["config_hash"]

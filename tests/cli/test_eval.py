@@ -11,6 +11,7 @@ import torch
 from focalcodec import FocalCodec
 from focalcodec.cli import main
 from focalcodec.io.audio import load_audio
+from support import one_line_error
 
 MODEL = "noncausal_vocos_50hz"
 
@@ -74,8 +75,7 @@ def test_numbers_agree_with_the_codec_and_each_other(run_dir, data_dir):
 def test_refuses_to_overwrite_and_reports_one_line(run_dir, capsys, data_dir):
     argv = ["eval", str(data_dir / "audio"), "-m", "x", "-o", str(run_dir), "-q"]
     assert main(argv) == 1
-    err = capsys.readouterr().err.strip()
-    assert "--force" in err and "\n" not in err
+    assert "--force" in one_line_error(capsys)
 
 
 def test_bad_inputs_fail_with_one_line(tmp_path, capsys, data_dir):
@@ -87,8 +87,7 @@ def test_bad_inputs_fail_with_one_line(tmp_path, capsys, data_dir):
     ]
     for argv in cases:
         assert main([*argv, "-o", str(tmp_path / "o"), "-q"]) != 0
-        err = capsys.readouterr().err.strip()
-        assert err and "\n" not in err and "Traceback" not in err
+        one_line_error(capsys)
 
 
 def test_list_metrics(capsys):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import load_file
 
 from focalcodec import FocalCodec
 from focalcodec.cli import main
+from support import load_golden, one_line_error
 
 CASE = "causal_wavenext_50hz"  # 16 kHz in, 24 kHz out, 80 ms blocks
 
@@ -25,9 +25,8 @@ def model_dir(golden_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def speech(golden_dir: Path) -> np.ndarray:
-    io = load_file(str(golden_dir / CASE / "io.safetensors"))
-    return (io["input.sig"][0, :10000] * 0.5).numpy()
+def speech() -> np.ndarray:
+    return (load_golden(CASE).io["input.sig"][0, :10000] * 0.5).numpy()
 
 
 @pytest.fixture
@@ -93,8 +92,7 @@ def test_fast_int8_streams_close_to_exact(model_dir, wav, speech, tmp_path, caps
 
 def test_unknown_fast_mode_is_one_line(model_dir, wav, capsys):
     assert main(["stream", str(wav), "-m", str(model_dir), "--fast", "turbo"]) != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "turbo" in err[0]
+    assert "turbo" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize("option", ["-o", "--stats"])
@@ -119,15 +117,13 @@ def test_existing_output_is_kept(model_dir, wav, tmp_path, capsys, option):
 def test_argument_errors(wav, argv, message, capsys):
     argv = [str(wav) if a == "IN" else a for a in argv]
     assert main(["stream", *argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1
+    assert message in one_line_error(capsys)
 
 
 def test_non_causal_model_is_one_line_error(golden_dir, wav, capsys):
     code = main(["stream", str(wav), "-m", str(golden_dir / "noncausal_vocos_50hz")])
     assert code == 1
-    err = capsys.readouterr().err.strip()
-    assert "not causal" in err and len(err.splitlines()) == 1
+    assert "not causal" in one_line_error(capsys)
 
 
 def test_missing_sounddevice_says_what_to_install(model_dir, monkeypatch, capsys):
@@ -249,8 +245,7 @@ def test_onnx_backend_usage_errors(onnx_dir, wav, extra, message, capsys):
     extra = [str(wav) if a == "IN" else a for a in extra]
     argv = ["stream", str(wav), "-m", str(onnx_dir), "--backend", "onnx", *extra]
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1
+    assert message in one_line_error(capsys)
 
 
 def test_onnx_backend_needs_an_export_folder(model_dir, wav, capsys):
@@ -272,6 +267,5 @@ def test_onnx_export_that_cannot_stream_is_one_line(
     for folder, message in [(noncausal, "not causal"), (no_steps, "streaming graphs")]:
         argv = ["stream", str(wav), "-o", str(out), "-m", str(folder)]
         assert main([*argv, "--backend", "onnx"]) == 1
-        err = capsys.readouterr().err.strip()
-        assert message in err and len(err.splitlines()) == 1
+        assert message in one_line_error(capsys)
         assert not out.exists()

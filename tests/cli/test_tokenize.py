@@ -3,49 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from focalcodec.cli import main
 from focalcodec.io import bitstream
 from focalcodec.io.tokens import TokenDataset
-
-CLEAN = [
-    "librispeech/dev-clean/84/84-121123-0000.flac",  # 2.09 s
-    "multilingual/it/agent-loggedoff.flac",  # 1.33 s
-]
-NOISY = "noisy/p257_003.flac"  # 48 kHz
-MODEL = "causal_wavenext_50hz"
-
-
-@pytest.fixture(scope="module")
-def audio_dir(data_dir: Path) -> Path:
-    return data_dir / "audio"
-
-
-@pytest.fixture(scope="module")
-def model(golden_dir: Path) -> str:
-    return str(golden_dir / MODEL)
-
-
-@pytest.fixture
-def tree(tmp_path: Path, audio_dir: Path) -> Path:
-    """in/a/one.flac, in/b/c/two.flac, in/noisy48k.flac and a non-audio file."""
-    root = tmp_path / "in"
-    (root / "a").mkdir(parents=True)
-    (root / "b" / "c").mkdir(parents=True)
-    shutil.copy(audio_dir / CLEAN[0], root / "a" / "one.flac")
-    shutil.copy(audio_dir / CLEAN[1], root / "b" / "c" / "two.flac")
-    shutil.copy(audio_dir / NOISY, root / "noisy48k.flac")
-    (root / "notes.txt").write_text("not audio")
-    return root
-
-
-def run(*args) -> int:
-    return main([str(a) for a in args])
+from support import CLIPS as CLEAN
+from support import NOISY
+from support import run_cli as run
 
 
 def write_manifest(path: Path, audio_dir: Path, entries: list[str]) -> None:

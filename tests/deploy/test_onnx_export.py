@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from focalcodec import FocalCodec
 from focalcodec.deploy.onnx_export import (
@@ -28,7 +27,7 @@ from focalcodec.errors import InputError
 from focalcodec.io.atomic import OutputExistsError
 from focalcodec.modules import layers
 from focalcodec.streaming.steps import decode_step, encode_step
-from support import AUDIO_TOL, CAUSAL, GOLDEN_CASES, exported
+from support import AUDIO_TOL, CAUSAL, GOLDEN_CASES, exported, load_golden, max_abs
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -39,12 +38,6 @@ def _session(out: Path, manifest: dict, graph: str):
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _max_abs(a, b) -> float:
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.abs(a - b).max())
 
 
 # -- the inverse DFT that replaces irfft ----------------------------------------------
@@ -95,7 +88,7 @@ def test_offline_graphs_match_eager_at_several_lengths(
         (onnx_toks,) = encoder.run(None, {"sig": sig.numpy()})
         assert np.array_equal(onnx_toks, toks.numpy()), f"{case}: tokens at N={n}"
         (onnx_audio,) = decoder.run(None, {"toks": toks.numpy()})
-        assert _max_abs(onnx_audio, audio) <= AUDIO_TOL, f"{case}: audio at N={n}"
+        assert max_abs(onnx_audio, audio) <= AUDIO_TOL, f"{case}: audio at N={n}"
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
@@ -103,7 +96,7 @@ def test_offline_graphs_match_original_package(
     tmp_path_factory, golden_dir: Path, case: str
 ) -> None:
     _, out, manifest = exported(tmp_path_factory, golden_dir, case)
-    io = load_file(str(golden_dir / case / "io.safetensors"))
+    io = load_golden(case).io
     # Item 0 is the unpadded one: its batch tokens are the original's solo tokens.
     (toks,) = _session(out, manifest, "encoder").run(
         None, {"sig": io["input.sig"][:1].numpy()}
@@ -112,7 +105,7 @@ def test_offline_graphs_match_original_package(
     (audio,) = _session(out, manifest, "decoder").run(
         None, {"toks": io["output.toks"].numpy()}
     )
-    assert _max_abs(audio, io["output.sig_from_toks"]) <= 1e-4
+    assert max_abs(audio, io["output.sig_from_toks"]) <= 1e-4
 
 
 def test_min_samples_is_where_the_core_stops_padding(golden_dir: Path) -> None:
@@ -169,12 +162,12 @@ def test_stream_graphs_match_eager_chunk_by_chunk(
         enc_state = {e["name"]: r for e, r in zip(spec["state"], res[1:])}
         spec = specs["stream_decoder"]
         res = dec.run(None, _stream_feed(spec, dec_state, res[0], i == 0, "toks"))
-        assert _max_abs(res[0], audio) <= AUDIO_TOL, f"audio of chunk {i}"
+        assert max_abs(res[0], audio) <= AUDIO_TOL, f"audio of chunk {i}"
         dec_state = {e["name"]: r for e, r in zip(spec["state"], res[1:])}
         # The state tensors are the eager ones, name for name.
         flat = state.flatten()
         for name, value in {**enc_state, **dec_state}.items():
-            assert _max_abs(value, flat[name]) <= AUDIO_TOL, f"state {name}, chunk {i}"
+            assert max_abs(value, flat[name]) <= AUDIO_TOL, f"state {name}, chunk {i}"
 
 
 @pytest.mark.parametrize("case", CAUSAL)
@@ -182,7 +175,7 @@ def test_stream_graphs_match_original_package(
     tmp_path_factory, golden_dir: Path, case: str
 ) -> None:
     codec, out, manifest = exported(tmp_path_factory, golden_dir, case)
-    io = load_file(str(golden_dir / case / "io.safetensors"))
+    io = load_golden(case).io
     specs = manifest["graphs"]
     enc, dec = (
         _session(out, manifest, g) for g in ("stream_encoder", "stream_decoder")
@@ -202,11 +195,11 @@ def test_stream_graphs_match_original_package(
         dec_state = {e["name"]: r for e, r in zip(spec["state"], res[1:])}
         audio.append(res[0])
     assert np.array_equal(np.concatenate(toks, 1), io["output.stream.toks"].numpy())
-    assert _max_abs(np.concatenate(audio, 1), io["output.stream.sig"]) <= 1e-4
+    assert max_abs(np.concatenate(audio, 1), io["output.stream.sig"]) <= 1e-4
     for name, value in {**enc_state, **dec_state}.items():
         ref = io.get(f"output.stream.final_state.{name}")
         if ref is not None:
-            assert _max_abs(value, ref) <= 1e-4, name
+            assert max_abs(value, ref) <= 1e-4, name
 
 
 @pytest.mark.parametrize("case", CAUSAL)

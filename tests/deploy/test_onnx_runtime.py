@@ -17,7 +17,7 @@ from focalcodec.errors import AudioError, CheckpointError, InputError, Streaming
 from focalcodec.io.compress import compress, decompress
 from focalcodec.streaming.session import StreamingSession
 from focalcodec.streaming.steps import decode_step, encode_step
-from support import AUDIO_TOL, exported, without_stream_graphs
+from support import AUDIO_TOL, exported, max_abs, without_stream_graphs
 from support import CAUSAL as CAUSAL_CASES
 
 ort = pytest.importorskip("onnxruntime")
@@ -35,11 +35,6 @@ def pair(request, tmp_path_factory, golden_dir: Path):
 
 def _noise(*shape: int, seed: int = 0) -> torch.Tensor:
     return 0.1 * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float((a - b).abs().max())
 
 
 @pytest.mark.parametrize("pair", [NONCAUSAL, CAUSAL], indirect=True)
@@ -74,10 +69,10 @@ def test_offline_calls_match_the_model(pair) -> None:
         codes = codec.toks_to_codes(toks)
         assert torch.equal(runtime.codes_to_toks(codes), toks)
         ref = codec.toks_to_sig(toks, output_length=5000)
-        assert _max_abs(runtime.toks_to_sig(toks, output_length=5000), ref) <= AUDIO_TOL
+        assert max_abs(runtime.toks_to_sig(toks, output_length=5000), ref) <= AUDIO_TOL
         ref = codec.codes_to_sig(codes)
-        assert _max_abs(runtime.codes_to_sig(codes), ref) <= AUDIO_TOL
-        assert _max_abs(runtime.sig_to_sig(sig), codec.sig_to_sig(sig)) <= AUDIO_TOL
+        assert max_abs(runtime.codes_to_sig(codes), ref) <= AUDIO_TOL
+        assert max_abs(runtime.sig_to_sig(sig), codec.sig_to_sig(sig)) <= AUDIO_TOL
 
 
 @pytest.mark.parametrize("pair", [NONCAUSAL], indirect=True)
@@ -102,7 +97,7 @@ def test_relative_lengths_follow_the_model(pair) -> None:
         assert torch.equal(runtime.sig_to_toks(sig, length), toks)
         tok_length = torch.tensor([1.0, 0.5, 0.25])
         ref = codec.toks_to_sig(toks, length=tok_length)
-    assert _max_abs(runtime.toks_to_sig(toks, length=tok_length), ref) <= AUDIO_TOL
+    assert max_abs(runtime.toks_to_sig(toks, length=tok_length), ref) <= AUDIO_TOL
 
 
 @pytest.mark.parametrize("pair", [CAUSAL], indirect=True)
@@ -117,7 +112,7 @@ def test_streaming_steps_match_the_model(pair) -> None:
         r_toks, r_codes, runtime_state = runtime.encode_step(piece, runtime_state)
         assert torch.equal(r_toks, toks) and torch.equal(r_codes, codes)
         r_out, runtime_state = runtime.decode_step(r_codes, runtime_state)
-        assert _max_abs(r_out, out) <= AUDIO_TOL
+        assert max_abs(r_out, out) <= AUDIO_TOL
 
 
 @pytest.mark.parametrize("pair", [CAUSAL], indirect=True)
@@ -128,7 +123,7 @@ def test_stream_equals_offline_on_whole_chunks(pair) -> None:
     out, _ = runtime.decode_step(toks)
     with torch.no_grad():
         assert torch.equal(toks, codec.sig_to_toks(sig))
-        assert _max_abs(out, codec.toks_to_sig(toks)) <= AUDIO_TOL
+        assert max_abs(out, codec.toks_to_sig(toks)) <= AUDIO_TOL
 
 
 @pytest.mark.parametrize("pair", [CAUSAL], indirect=True)
@@ -170,7 +165,7 @@ def test_backend_is_a_drop_in_for_the_file_format(pair) -> None:
     assert compress(sig, codec.sample_rate_input, runtime) == data
     out, out_rate = decompress(data, runtime)
     assert out_rate == rate
-    assert _max_abs(out, ref) <= AUDIO_TOL
+    assert max_abs(out, ref) <= AUDIO_TOL
 
 
 def test_unusable_directories_are_reported(
@@ -206,7 +201,7 @@ def test_raw_streaming_example_in_the_docs(pair) -> None:
     out = np.concatenate(list(namespace["run_stream"](runtime.directory, chunks)), 1)
     toks, _, _ = runtime.encode_step(sig)
     ref, _ = runtime.decode_step(toks)
-    assert _max_abs(torch.from_numpy(out), ref) <= AUDIO_TOL
+    assert max_abs(torch.from_numpy(out), ref) <= AUDIO_TOL
 
 
 @pytest.mark.parametrize("pair", [NONCAUSAL], indirect=True)
@@ -244,7 +239,7 @@ def test_session_over_the_export_matches_the_torch_session(pair, pad, steps) -> 
     assert torch.equal(toks, ref_toks)
     rate = codec.sample_rate_output / codec.sample_rate_input
     assert out.shape[1] == int(sig.shape[1] * rate)
-    assert _max_abs(out, ref_sig) <= AUDIO_TOL
+    assert max_abs(out, ref_sig) <= AUDIO_TOL
 
 
 @pytest.mark.parametrize("pair", [CAUSAL], indirect=True)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval_support import FakeCodec
 from focalcodec.eval.base import EvalError, Metric, MetricUnavailable
 from focalcodec.eval.conversion import plan_conversions
 from focalcodec.eval.data import find_utterances
 from focalcodec.eval.runner import EvalOptions, ModelSpec, evaluate
+from support import FakeCodec
 
 
 class Unavailable(Metric):

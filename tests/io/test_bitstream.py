@@ -12,6 +12,7 @@ import pytest
 
 from focalcodec.errors import FormatError
 from focalcodec.io import bitstream as bs
+from support import load_golden
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -78,11 +79,9 @@ def test_pack_empty_and_out_of_range():
 
 def test_golden_tokens_roundtrip(golden_case):
     """Real tokens from the reference implementation survive the container."""
-    from safetensors.numpy import load_file
-
     config = json.loads((golden_case / "config.json").read_text())
     bits = int(math.log2(config["quantizer_config"]["codebook_size"]))
-    toks = load_file(golden_case / "io.safetensors")["output.toks"]
+    toks = load_golden(golden_case.name).io["output.toks"].numpy()
     header = make_header(bits=bits)
     for row in toks:
         data = bs.dumps(header, row, num_samples=12345)

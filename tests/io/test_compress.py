@@ -23,16 +23,15 @@ from focalcodec.io.compress import (
     header_for,
     model_name,
 )
+from support import GOLDEN_CASES, load_golden
 
 CLEAN = "librispeech/dev-clean/84/84-121123-0000.flac"  # 2.09 s, 16 kHz
 NOISY = "noisy/p257_003.flac"  # 48 kHz
 
 
 @pytest.fixture(scope="module")
-def codecs(golden_dir: Path) -> dict[str, FocalCodec]:
-    from support import GOLDEN_CASES
-
-    return {c: FocalCodec.from_pretrained(golden_dir / c).eval() for c in GOLDEN_CASES}
+def codecs() -> dict[str, FocalCodec]:
+    return {c: load_golden(c).codec for c in GOLDEN_CASES}
 
 
 @pytest.fixture

@@ -8,17 +8,13 @@ windowed result is to whole-input processing is a measurement (docs/streaming.md
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from safetensors.torch import load_file
 
-from focalcodec import FocalCodec
 from focalcodec.errors import AudioError, InputError
 from focalcodec.streaming.longform import (
     AudioFileSignal,
@@ -30,16 +26,9 @@ from focalcodec.streaming.longform import (
     plan_windows,
     sig_to_sig_long,
 )
+from support import CAUSAL, NONCAUSAL, Golden, load_golden, max_abs
 
 TOL = 1e-4
-_MODELS: dict[str, tuple[FocalCodec, dict]] = {}
-
-
-def _load(golden_dir: Path, case: str) -> tuple[FocalCodec, dict]:
-    if case not in _MODELS:
-        codec = FocalCodec.from_pretrained(golden_dir / case).eval()
-        _MODELS[case] = codec, load_file(str(golden_dir / case / "io.safetensors"))
-    return _MODELS[case]
 
 
 @settings(max_examples=40, deadline=None)
@@ -93,11 +82,9 @@ def test_crossfade_weights_sum_to_one() -> None:
     assert torch.all(out[0, :6] == 1) and torch.all(out[0, 10:] == 3)
 
 
-@pytest.mark.parametrize(
-    "case", ["noncausal_vocos_50hz", "noncausal_vocos_12_5hz_legacy"]
-)
-def test_one_window_is_whole_input_processing(golden_dir, case) -> None:
-    codec, io = _load(golden_dir, case)
+@pytest.mark.parametrize("golden", NONCAUSAL, indirect=True)
+def test_one_window_is_whole_input_processing(golden: Golden) -> None:
+    codec, io, *_ = golden
     sig = io["input.sig"][:1, :-333]
     with torch.no_grad():
         ref_toks = codec.sig_to_toks(sig)
@@ -105,15 +92,13 @@ def test_one_window_is_whole_input_processing(golden_dir, case) -> None:
     toks = encode_long(codec, sig, chunk_seconds=60, overlap_seconds=1)
     assert torch.equal(toks, ref_toks)
     out = decode_long(codec, toks, chunk_seconds=60, overlap_seconds=1)
-    assert float((out - ref_sig).abs().max()) <= TOL
+    assert max_abs(out, ref_sig) <= TOL
 
 
-@pytest.mark.parametrize(
-    "case", ["noncausal_vocos_50hz", "noncausal_vocos_12_5hz_legacy"]
-)
+@pytest.mark.parametrize("golden", NONCAUSAL, indirect=True)
 @pytest.mark.parametrize("crossfade", [True, False])
-def test_windows_give_whole_input_lengths(golden_dir, case, crossfade) -> None:
-    codec, io = _load(golden_dir, case)
+def test_windows_give_whole_input_lengths(golden: Golden, crossfade) -> None:
+    codec, io, *_ = golden
     sig = io["input.sig"][:, :-333]  # several windows, an uneven end
     with torch.no_grad():
         ref_toks = codec.sig_to_toks(sig)
@@ -126,20 +111,20 @@ def test_windows_give_whole_input_lengths(golden_dir, case, crossfade) -> None:
     assert resynth.shape == (2, sig.shape[1])
 
 
-@pytest.mark.parametrize("case", ["causal_wavenext_50hz", "causal_vocos_25hz_postnorm"])
-def test_causal_models_are_exact(golden_dir, case) -> None:
-    codec, io = _load(golden_dir, case)
+@pytest.mark.parametrize("golden", CAUSAL, indirect=True)
+def test_causal_models_are_exact(golden: Golden) -> None:
+    codec, io, *_ = golden
     sig = io["input.sig"][:, :-333]
     with torch.no_grad():
         ref = codec.forward(sig)
     toks = encode_long(codec, sig, chunk_seconds=0.2)
     assert torch.equal(toks, ref.toks)
     out = sig_to_sig_long(codec, sig, chunk_seconds=0.2)
-    assert float((out - ref.sig).abs().max()) <= TOL
+    assert max_abs(out, ref.sig) <= TOL
 
 
-def test_iter_decode_long_pieces_and_output_length(golden_dir) -> None:
-    codec, io = _load(golden_dir, "noncausal_vocos_50hz")
+def test_iter_decode_long_pieces_and_output_length() -> None:
+    codec, io, *_ = load_golden("noncausal_vocos_50hz")
     toks = io["output.toks"][:1]
     whole = decode_long(codec, toks, 0.4, 0.1)
     pieces = list(iter_decode_long(codec, toks, 0.4, 0.1))
@@ -151,8 +136,8 @@ def test_iter_decode_long_pieces_and_output_length(golden_dir) -> None:
     assert torch.equal(longer[:, -8:], whole[:, -1:].expand(-1, 8))
 
 
-def test_lazy_file_signal_matches_in_memory(golden_dir, tmp_path) -> None:
-    codec, io = _load(golden_dir, "noncausal_vocos_50hz")
+def test_lazy_file_signal_matches_in_memory(tmp_path) -> None:
+    codec, io, *_ = load_golden("noncausal_vocos_50hz")
     sig = io["input.sig"][0].numpy() * 0.5
     path = tmp_path / "long.wav"
     sf.write(path, np.stack([sig, sig], 1), 16000, subtype="FLOAT")
@@ -164,8 +149,8 @@ def test_lazy_file_signal_matches_in_memory(golden_dir, tmp_path) -> None:
     )
 
 
-def test_bad_arguments(golden_dir, tmp_path) -> None:
-    codec, io = _load(golden_dir, "noncausal_vocos_50hz")
+def test_bad_arguments(tmp_path) -> None:
+    codec, io, *_ = load_golden("noncausal_vocos_50hz")
     sig = io["input.sig"][:1]
     with pytest.raises(InputError, match="shorter than chunk_seconds"):
         encode_long(codec, sig, 1.0, 1.0)

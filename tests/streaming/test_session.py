@@ -6,31 +6,20 @@ own offline methods, which tests/test_golden.py checks against the golden output
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from safetensors.torch import load_file
 
 from focalcodec import FocalCodec
 from focalcodec.errors import AudioError, FocalCodecError, InputError, StreamingError
 from focalcodec.streaming.session import StreamDecoder, StreamEncoder, StreamingSession
 from focalcodec.streaming.steps import StreamState, decode_step, encode_step
+from support import CAUSAL, Golden, load_golden, max_abs
 
-CAUSAL = ["causal_wavenext_50hz", "causal_vocos_25hz_postnorm"]
 TOL = 1e-4
-_MODELS: dict[str, tuple[FocalCodec, dict]] = {}
-
-
-def _load(golden_dir: Path, case: str) -> tuple[FocalCodec, dict]:
-    if case not in _MODELS:
-        codec = FocalCodec.from_pretrained(golden_dir / case).eval()
-        _MODELS[case] = codec, load_file(str(golden_dir / case / "io.safetensors"))
-    return _MODELS[case]
 
 
 def _split(total: int, sizes: list[int]) -> list[tuple[int, int]]:
@@ -53,15 +42,10 @@ def _stream(session: StreamingSession, sig: torch.Tensor, sizes: list[int]):
     return torch.cat([*toks, tail.toks], 1), torch.cat([*out, tail.sig], 1)
 
 
-def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float((a - b).abs().max()) if a.numel() else 0.0
-
-
-@pytest.mark.parametrize("case", CAUSAL)
+@pytest.mark.parametrize("golden", CAUSAL, indirect=True)
 @pytest.mark.parametrize("sizes", [[1280], [1], [777, 3001, 0, 64], [20480]])
-def test_session_matches_golden_stream(golden_dir, case, sizes) -> None:
-    codec, io = _load(golden_dir, case)
+def test_session_matches_golden_stream(golden: Golden, sizes) -> None:
+    codec, io, *_ = golden
     sig = io["input.sig"]
     if sizes == [1]:  # one sample at a time is slow: only the first two blocks
         sig = sig[:, : 2 * codec.chunk_size]
@@ -71,7 +55,7 @@ def test_session_matches_golden_stream(golden_dir, case, sizes) -> None:
     ref_sig = io["output.stream.sig"][:, : out.shape[1]]
     assert torch.equal(toks, ref_toks)
     assert out.shape[1] == sig.shape[1] * codec.sample_rate_output // 16000
-    assert _max_err(out, ref_sig) <= TOL
+    assert max_abs(out, ref_sig) <= TOL
 
 
 @settings(
@@ -86,24 +70,24 @@ def test_session_matches_golden_stream(golden_dir, case, sizes) -> None:
     chunks_per_step=st.integers(1, 3),
 )
 def test_stream_equals_offline_for_any_pieces(
-    golden_dir, case, length, sizes, chunks_per_step
+    case, length, sizes, chunks_per_step
 ) -> None:
     if not any(sizes):
         sizes = [*sizes, 1]
-    codec, io = _load(golden_dir, case)
+    codec, io, *_ = load_golden(case)
     sig = io["input.sig"][:, :length]
     with torch.no_grad():
         ref = codec.forward(sig)
     with StreamingSession(codec, 2, chunks_per_step=chunks_per_step) as stream:
         toks, out = _stream(stream, sig, sizes)
     assert torch.equal(toks, ref.toks)
-    assert _max_err(out, ref.sig) <= TOL
+    assert max_abs(out, ref.sig) <= TOL
 
 
-@pytest.mark.parametrize("case", CAUSAL)
+@pytest.mark.parametrize("golden", CAUSAL, indirect=True)
 @pytest.mark.parametrize("pad", ["zeros", "edge"])
-def test_padded_tail_equals_offline_on_padded_input(golden_dir, case, pad) -> None:
-    codec, io = _load(golden_dir, case)
+def test_padded_tail_equals_offline_on_padded_input(golden: Golden, pad) -> None:
+    codec, io, *_ = golden
     n = 3 * codec.chunk_size + 517
     sig = io["input.sig"][:, :n]
     missing = -n % codec.chunk_size
@@ -119,34 +103,34 @@ def test_padded_tail_equals_offline_on_padded_input(golden_dir, case, pad) -> No
     assert torch.equal(toks, ref_toks)
     want = n * codec.sample_rate_output // codec.sample_rate_input
     assert out.shape[1] == want
-    assert _max_err(out, ref_sig[:, :want]) <= TOL
+    assert max_abs(out, ref_sig[:, :want]) <= TOL
 
 
-@pytest.mark.parametrize("case", CAUSAL)
-def test_decoder_stream_equals_offline_decoding(golden_dir, case) -> None:
-    codec, io = _load(golden_dir, case)
+@pytest.mark.parametrize("golden", CAUSAL, indirect=True)
+def test_decoder_stream_equals_offline_decoding(golden: Golden) -> None:
+    codec, io, *_ = golden
     toks = io["output.toks"][:, :-3]  # leave a partial last block
     with torch.no_grad():
         ref = codec.toks_to_sig(toks)
     decoder = StreamDecoder(codec, 2)
     pieces = [decoder.decode(toks[:, a:b]) for a, b in _split(toks.shape[1], [3, 0, 5])]
     pieces.append(decoder.flush())
-    assert _max_err(torch.cat(pieces, 1), ref) <= TOL
+    assert max_abs(torch.cat(pieces, 1), ref) <= TOL
     assert decoder.pending == 0 and decoder.samples_out == ref.shape[1]
 
 
-@pytest.mark.parametrize("case", CAUSAL)
-def test_streaming_voice_conversion_matches_golden(golden_dir, case) -> None:
-    codec, io = _load(golden_dir, case)
+@pytest.mark.parametrize("golden", CAUSAL, indirect=True)
+def test_streaming_voice_conversion_matches_golden(golden: Golden) -> None:
+    codec, io, *_ = golden
     decoder = StreamDecoder(codec, 2, matching_set=io["output.matching_set"], topk=4)
     toks = io["output.toks"]
     pieces = [decoder.decode(toks[:, a:b]) for a, b in _split(toks.shape[1], [7])]
     pieces.append(decoder.flush())
-    assert _max_err(torch.cat(pieces, 1), io["output.knn_sig"]) <= TOL
+    assert max_abs(torch.cat(pieces, 1), io["output.knn_sig"]) <= TOL
 
 
-def test_sessions_side_by_side_do_not_share_state(golden_dir) -> None:
-    codec, io = _load(golden_dir, CAUSAL[0])
+def test_sessions_side_by_side_do_not_share_state() -> None:
+    codec, io, *_ = load_golden(CAUSAL[0])
     a_sig, b_sig = io["input.sig"][:1], io["input.ref_sig"][:, :9000]
     with StreamingSession(codec) as a, StreamingSession(codec) as b:
         a_out, b_out = [], []
@@ -161,8 +145,8 @@ def test_sessions_side_by_side_do_not_share_state(golden_dir) -> None:
         assert torch.equal(torch.cat(out, 1), ref)
 
 
-def test_reset_starts_a_new_stream(golden_dir) -> None:
-    codec, io = _load(golden_dir, CAUSAL[1])
+def test_reset_starts_a_new_stream() -> None:
+    codec, io, *_ = load_golden(CAUSAL[1])
     sig = io["input.sig"][:1, :6000]
     stream = StreamingSession(codec)
     first = torch.cat([stream.process(sig), stream.flush().sig], 1)
@@ -175,8 +159,8 @@ def test_reset_starts_a_new_stream(golden_dir) -> None:
     assert first.shape[1] == 6000
 
 
-def test_flush_of_one_direction_only(golden_dir) -> None:
-    codec, io = _load(golden_dir, CAUSAL[0])
+def test_flush_of_one_direction_only() -> None:
+    codec, io, *_ = load_golden(CAUSAL[0])
     sig = io["input.sig"][:1, :5000]
     with StreamingSession(codec) as stream:
         toks = stream.encode(sig)
@@ -191,8 +175,8 @@ def test_flush_of_one_direction_only(golden_dir) -> None:
     assert out.shape[1] + tail.sig.shape[1] == 6 * 480
 
 
-def test_inputs_accepted_as_numpy_and_1d(golden_dir) -> None:
-    codec, io = _load(golden_dir, CAUSAL[0])
+def test_inputs_accepted_as_numpy_and_1d() -> None:
+    codec, io, *_ = load_golden(CAUSAL[0])
     sig = io["input.sig"][0, :2560]
     encoder = StreamEncoder(codec)
     toks = encoder.encode(sig.numpy().astype(np.float64))
@@ -202,8 +186,8 @@ def test_inputs_accepted_as_numpy_and_1d(golden_dir) -> None:
     assert encoder.encode(np.zeros(0, np.float32)).shape == (1, 0)
 
 
-def test_primitives_are_still_exported(golden_dir) -> None:
-    codec, io = _load(golden_dir, CAUSAL[0])
+def test_primitives_are_still_exported() -> None:
+    codec, io, *_ = load_golden(CAUSAL[0])
     toks, codes, state = encode_step(codec, io["input.sig"][:, :1280])
     assert isinstance(state, StreamState) and toks.shape == (2, 4)
     sig, state = decode_step(codec, codes, state)
@@ -213,8 +197,8 @@ def test_primitives_are_still_exported(golden_dir) -> None:
 @pytest.mark.skipif(
     not hasattr(FocalCodec, "streaming"), reason="FocalCodec.streaming not added yet"
 )
-def test_codec_streaming_method(golden_dir) -> None:
-    codec, io = _load(golden_dir, CAUSAL[0])
+def test_codec_streaming_method() -> None:
+    codec, io, *_ = load_golden(CAUSAL[0])
     with codec.streaming(batch_size=2) as stream:
         assert isinstance(stream, StreamingSession)
         toks, _ = _stream(stream, io["input.sig"], [2000])
@@ -224,8 +208,8 @@ def test_codec_streaming_method(golden_dir) -> None:
 # -- misuse ----------------------------------------------------------------------------
 
 
-def test_non_causal_model_is_refused(golden_dir) -> None:
-    codec, _ = _load(golden_dir, "noncausal_vocos_50hz")
+def test_non_causal_model_is_refused() -> None:
+    codec = load_golden("noncausal_vocos_50hz").codec
     with pytest.raises(StreamingError, match="not causal"):
         StreamingSession(codec)
 
@@ -253,8 +237,8 @@ def test_training_mode_is_refused(golden_dir) -> None:
         ),
     ],
 )
-def test_misuse_raises_a_clear_error(golden_dir, call, error, match) -> None:
-    codec, io = _load(golden_dir, CAUSAL[0])
+def test_misuse_raises_a_clear_error(call, error, match) -> None:
+    codec, io, *_ = load_golden(CAUSAL[0])
     with StreamingSession(codec) as stream:
         with pytest.raises(error, match=match) as info:
             call(stream, io["input.sig"])
@@ -262,8 +246,8 @@ def test_misuse_raises_a_clear_error(golden_dir, call, error, match) -> None:
     assert "\n" not in str(info.value)
 
 
-def test_closed_session_and_bad_options(golden_dir) -> None:
-    codec, io = _load(golden_dir, CAUSAL[0])
+def test_closed_session_and_bad_options() -> None:
+    codec, io, *_ = load_golden(CAUSAL[0])
     with StreamingSession(codec) as stream:
         pass
     with pytest.raises(StreamingError, match="closed"):

@@ -19,7 +19,14 @@ from focalcodec.train.checkpoint import (
 )
 from focalcodec.train.logger import read_metrics
 from focalcodec.train.runner import build_stage, run
-from train_helpers import FAST, REPO, assert_same_state, speech_clips, tiny_config
+from support import (
+    FAST,
+    REPO,
+    assert_same_state,
+    one_line_error,
+    speech_clips,
+    tiny_config,
+)
 
 pytest.importorskip("yaml")
 
@@ -164,8 +171,7 @@ def test_cli_train_export_and_errors(data_dir, clips, tmp_path, capsys):
     # A typo in an override is one clear line.
     capsys.readouterr()
     assert cli.main([*options, "--force", *overrides, "optim.lrr=1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "optim.lrr" in err and len(err.splitlines()) == 1
+    assert "optim.lrr" in one_line_error(capsys)
 
 
 def test_torchrun_two_cpu_processes(data_dir, clips, tmp_path):

@@ -12,7 +12,7 @@ from focalcodec.errors import ConfigError
 from focalcodec.train.checkpoint import list_checkpoints, load_checkpoint
 from focalcodec.train.logger import read_metrics
 from focalcodec.train.trainer import Trainer
-from train_helpers import (
+from support import (
     ToyData,
     ToyStage,
     assert_same_state,
