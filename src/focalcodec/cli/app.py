@@ -55,10 +55,6 @@ VERBS: dict[str, Verb] = {
 }
 
 
-class _MissingExtra(Exception):
-    pass
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: what is wrong and where help is."""
 
@@ -77,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and argparse usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
-    except _MissingExtra as exc:
+    except UsageError as exc:  # a verb whose optional extra is not installed
         error(str(exc))
         return EXIT_USAGE
     if not hasattr(args, "run"):
@@ -113,7 +109,7 @@ def _import_verb(name: str, verb: Verb):
     except ImportError as exc:
         if verb.extra is None:
             raise
-        raise _MissingExtra(
+        raise UsageError(
             f"'focalcodec {name}' is not available ({exc}); install it with: "
             f"pip install 'focalcodec[{verb.extra}]'"
         ) from None
