@@ -76,15 +76,53 @@ def test_roundtrip_bytes_and_file(codec, speech, tmp_path):
     assert buf.getvalue() == data
 
 
-def test_size_close_to_nominal_bitrate(codec, speech):
-    data = compress(speech, 16000, codec)
-    duration = len(speech) / codec.sample_rate_input
-    nominal_bytes = codec.bitrate * duration / 8
-    # Header (27 bytes for an unnamed model) + final packet framing (kind, token count,
-    # sample count, CRC: about 10 bytes) + under one token of rounding.
-    assert abs(len(data) - nominal_bytes) <= 64
-    payload = bitstream.loads(data).toks.size * codec.bits_per_token / 8
-    assert len(data) - payload <= 56
+def _varint_bytes(n: int) -> int:
+    """Bytes of an unsigned LEB128 varint (docs/format.md): 7 bits per byte."""
+    return max(1, -(-n.bit_length() // 7))
+
+
+def test_varint_sizes_of_the_spec() -> None:
+    # docs/format.md: 16000 is `80 7d`, 320 is `c0 02`, 48000 is `80 f7 02`.
+    sizes = {0: 1, 127: 1, 128: 2, 320: 2, 16000: 2, 16384: 3, 48000: 3}
+    assert {n: _varint_bytes(n) for n in sizes} == sizes
+
+
+@pytest.mark.parametrize(
+    ("model_id", "name", "source_rate"),
+    [(None, "", 16000), ("lucadellalib/focalcodec_50hz_4k_causal", None, 48000)],
+)
+def test_size_is_what_the_format_spec_says(
+    codec, speech, monkeypatch, model_id, name, source_rate
+):
+    """Header and final packet, byte for byte as docs/format.md counts them."""
+    if model_id is not None:  # as if loaded from the Hub: the name goes in the header
+        monkeypatch.setattr(codec, "model_id", model_id)
+        name = model_id.split("/")[1]
+    # At 48 kHz: the same duration, resampled to the same 16 kHz length.
+    sig = speech if source_rate == 16000 else np.repeat(speech, 3)
+    data = compress(sig, source_rate, codec)
+    num_samples = len(speech)  # at the model's 16 kHz
+    with torch.inference_mode():
+        count = codec.sig_to_toks(torch.from_numpy(speech)[None]).shape[1]
+    hop = round(16000 / codec.token_rate)
+    header = (
+        3 + 1 + 1 + 8 + 1 + len(name)  # magic, version, bits, hash, name length, name
+        + _varint_bytes(16000)
+        + _varint_bytes(codec.sample_rate_output)
+        + _varint_bytes(hop)
+        + _varint_bytes(source_rate)
+        + 4  # CRC32
+    )  # fmt: skip
+    packet = (
+        1  # kind
+        + _varint_bytes(count)
+        + _varint_bytes(num_samples)
+        + -(-count * codec.bits_per_token // 8)  # packed tokens
+        + 4  # CRC32
+    )
+    assert len(bitstream.loads(data).toks) == count
+    assert len(data) == header + packet
+    assert 25 <= header - len(name) <= 28  # docs/format.md: header = 25..28 + k bytes
 
 
 def test_48k_input_is_resampled_and_length_exact(codec, data_dir):
