@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 
 from focalcodec import FocalCodec
@@ -71,6 +72,11 @@ def test_quantizer_stage(data_dir, clips, tmp_path):
     assert_same_state(slot_state(trained, "decoder"), slot_state(init, "decoder"))
     before, after = slot_state(init, "compressor"), slot_state(trained, "compressor")
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    # ... and learnt: the training loss fell (0.630 -> 0.538 when measured).
+    rows = read_metrics(tmp_path / "whole" / "metrics.csv")
+    train = [r for r in rows if r["split"] == "train"]
+    losses = [float(r["value"]) for r in train if r["name"] == "loss"]
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0], losses
     ckpt = load_checkpoint(latest_checkpoint(tmp_path / "whole"))
     for key, value in slot_state(trained, "decompressor").items():
         assert torch.equal(value, ckpt["weights"][f"model.decompressor.{key}"])
@@ -93,8 +99,6 @@ def test_decoder_stage(data_dir, clips, tmp_path, case):
     samples = tmp_path / "whole" / "samples" / "step_00000004"
     ref = samples / "valid0_reference.wav"
     assert ref.is_file() and (samples / "valid0_output.wav").is_file()
-    import soundfile as sf
-
     assert sf.info(str(ref)).samplerate == trained.sample_rate_output
     ckpt = load_checkpoint(latest_checkpoint(tmp_path / "whole"))
     assert any(k.startswith("discriminator.") for k in ckpt["weights"])
@@ -106,15 +110,30 @@ def test_causal_encoder_stage(data_dir, clips, tmp_path):
     extra = [
         f"distill.teacher.config={teacher}",
         "model.overrides={encoder_config.causal: true}",
+        "optim.lr=1e-3",  # the recipe's 1e-4 moves too little in 4 steps to measure
     ]
     cfg = check_resume("causal-encoder", tmp_path, clips, teacher, *extra)
-    student = FocalCodec.from_pretrained(tmp_path / "whole" / "export")
+    student = FocalCodec.from_pretrained(tmp_path / "whole" / "export").eval()
     assert student.config["encoder_config"]["causal"] is True
     start = build_stage(cfg, torch.device("cpu"))
     # The student started from the teacher's weights, then moved.
     assert_same_state(slot_state(start.codec, "encoder"), start.teacher.state_dict())
     before, after = start.teacher.state_dict(), slot_state(student, "encoder")
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    # ... towards the teacher: the distillation distance on the clips fell (measured
+    # 1.366 -> 1.242).
+    sig = torch.stack(
+        [
+            torch.from_numpy(sf.read(p, dtype="float32")[0])
+            for p in sorted(clips.glob("*.wav"))
+        ]
+    )
+    with torch.no_grad():
+        target = FocalCodec.from_pretrained(teacher).eval().sig_to_feats(sig)
+        n = target.shape[1]  # the causal front-end gives one frame more
+        first = (start.codec.eval().sig_to_feats(sig)[:, :n] - target).square().mean()
+        last = (student.sig_to_feats(sig)[:, :n] - target).square().mean()
+    assert last < 0.95 * first, (float(first), float(last))
 
 
 def test_downsampling_quantizer_with_feature_cache(data_dir, clips, tmp_path):
