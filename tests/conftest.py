@@ -3,7 +3,11 @@ the optional larger ``../shared`` folder. Helpers live in ``support.py``."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -76,3 +80,15 @@ def pytest_terminal_summary(terminalreporter):
     for case, errors in sorted(PARITY_REPORT.items()):
         name, worst = max(errors.items(), key=lambda kv: kv[1])
         terminalreporter.write_line(f"{case:34s} {worst:.2e}  ({name})")
+    # FOCALCODEC_PARITY_JSON=path keeps every error (docs/parity.md quotes that file).
+    if path := os.environ.get("FOCALCODEC_PARITY_JSON"):
+        record = {
+            "command": f"FOCALCODEC_PARITY_JSON={path} python -m pytest "
+            "tests/test_golden.py -p no:cacheprovider",
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": 1,
+            "max_abs_error": PARITY_REPORT,
+        }
+        Path(path).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")

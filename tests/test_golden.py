@@ -1,8 +1,9 @@
 """Parity with the reference implementation on the golden vectors in tests/data/golden.
 
-Tokens, codes and streamed tokens must match exactly; float tensors within TOL, twice the
-worst error measured on the development machine (4.9e-6; the run prints the worst error
-per case, and docs/parity.md lists them). Padded batch items are compared with the
+Tokens, codes and streamed tokens must match exactly; float tensors within TOL: the worst
+error measured on the development machine is 4.9e-6 (the run prints the worst error per
+case; docs/parity.md lists them), and the reference itself moves by about 1e-5 between
+one and two threads, so TOL leaves room for another CPU's kernels and no more. Padded batch items are compared with the
 ``solo`` outputs (the item encoded on its own), which is what a batch-invariant codec
 must give.
 """
@@ -20,7 +21,7 @@ from focalcodec import FocalCodec
 from focalcodec.streaming.steps import decode_step, encode_step
 from support import CAUSAL, PARITY_REPORT, Golden, load_golden
 
-TOL = 1e-5
+TOL = 2e-5
 
 
 def check(case: str, name: str, ours: torch.Tensor, ref: torch.Tensor) -> None:
