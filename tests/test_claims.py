@@ -1,0 +1,119 @@
+"""The README and docs say what the committed measurements say.
+
+Every repository path they name exists, and the figures quoted below are read back from
+the JSON in ``benchmarks/results/`` that produced them (``benchmarks/claims.py`` lists
+figures in sections that name no JSON at all).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from support import REPO
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+RESULTS = REPO / "benchmarks" / "results"
+PATH = re.compile(
+    r"(?<![\w./-])((?:tests|src|benchmarks|configs|examples|docs)/[\w./-]+)"
+)
+
+
+def text(name: str) -> str:
+    return (REPO / name).read_text()
+
+
+def result(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def flat(name: str) -> str:
+    """A doc with its line breaks folded, so sentences can be matched across lines."""
+    return re.sub(r"\s+", " ", text(name))
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_named_path_exists(doc) -> None:
+    missing = []
+    for match in PATH.finditer(doc.read_text()):
+        path = match.group(1).rstrip(".,:;)")
+        if "*" in path or "<" in path or path.endswith("/..."):
+            continue
+        if not (REPO / path).exists():
+            missing.append(path)
+    assert not missing, missing
+
+
+def test_fcz_sizes() -> None:
+    rows = result("fcz_sizes.json")["results"]
+    size = {(r["model"], r["source_sample_rate"]): r for r in rows}
+    fifty16, fifty48 = size["focalcodec_50hz", 16000], size["focalcodec_50hz", 48000]
+    assert fifty16["tokens"] == 499
+    assert f"10 s of speech = {fifty16['bytes']} bytes" in text("README.md")
+    headers = [r["header_bytes"] for r in rows]
+    readme = flat("README.md")
+    assert f"{min(headers)}-{max(headers)} bytes with a packaged name" in readme
+    fmt = flat("docs/format.md")
+    assert f"{min(headers)}-{max(headers)} bytes for the six packaged names" in fmt
+    causal = [r["header_bytes"] for r in rows if r["model"].endswith("causal")]
+    assert f"({min(causal)}-{max(causal)} for the causal ones" in fmt
+    assert f"= {fifty48['bytes']} bytes ({fifty16['bytes']} from a 16 kHz one" in fmt
+    assert f"{fifty48['header_bytes']} + 1 + 2 + 3 + 811 + 4 =" in fmt
+
+
+def test_int8_streaming_latency_quotes_the_final_recheck() -> None:
+    rounds = result("streaming_latency_int8_recheck.json")["rounds"]
+    p50 = [r["total"]["p50"] for r in rounds]
+    p99 = [r["total"]["p99"] for r in rounds]
+    worst = max(r["total"]["max"] for r in rounds)
+    readme = flat("README.md")
+    assert f"p99 {min(p99):.0f}-{max(p99):.0f} ms of compute per 80 ms block" in readme
+    assert f"over budget at {worst:.0f} ms" in readme
+    row = f"| {min(p50):.0f}-{max(p50):.0f} ms / {min(p99):.0f}-{max(p99):.0f} ms"
+    assert row in readme
+
+
+def test_parity_figure() -> None:
+    errors = result("parity.json")["max_abs_error"]
+    worst = max(max(case.values()) for case in errors.values())
+    assert f"(worst {worst:.1e}".replace("e-0", "e-") in flat("README.md")
+    parity = text("docs/parity.md")
+    for case, values in errors.items():
+        assert f"| `{case}` | {max(values.values()):.2e} |" in parity, case
+
+
+def test_longform_bound_table() -> None:
+    results = result("longform_bound.json")["results"]
+    streaming = text("docs/streaming.md")
+    for name, r in results.items():
+        row = (
+            f"| {name} | {100 * r['tokens_identical']:.1f} % | "
+            f"{100 * r['bits_identical']:.2f} % | {r['decode_only_snr_db']:.1f} dB | "
+            f"{r['round_trip_snr_db']:.1f} dB |"
+        )
+        assert row in streaming, row
+
+
+def test_eval_example_table() -> None:
+    summary = result("eval_example.json")["summary"]
+    doc = text("docs/eval.md")
+    for row in summary:
+        cells = f"| {row['model']} | {row['files']} | {row['bitrate_bps']:.0f} |"
+        assert cells in doc, cells
+        assert f"| {row['stoi']:.3f} | {row['pesq']:.3f} |" in doc, row["model"]
+
+
+def test_training_demo_figures() -> None:
+    demo = result("train_demo.json")
+    doc = text("docs/training.md")
+    assert f"| quantizer, 6 min | {demo['steps']['quantizer']} |" in doc
+    assert f"| decoder, 9 min | {demo['steps']['decoder']} (" in doc
+    assert f"Test split, {demo['test_files']} files" in doc
+    assert f"evaluation took {demo['eval_seconds']:.0f} s" in flat("docs/training.md")
+    metrics = demo["metrics"]
+    assert (
+        f"| {metrics['quantizer_before/feature_mse']:.3f} | "
+        f"**{metrics['quantizer_after/feature_mse']:.3f}** |" in doc
+    )
