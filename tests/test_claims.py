@@ -117,3 +117,17 @@ def test_training_demo_figures() -> None:
         f"| {metrics['quantizer_before/feature_mse']:.3f} | "
         f"**{metrics['quantizer_after/feature_mse']:.3f}** |" in doc
     )
+
+
+def test_stream_tie_figures() -> None:
+    results = result("stream_ties.json")["results"]
+    tokens = sum(r["tokens"] for r in results.values())
+    differing = sum(r["tokens_differing"] for r in results.values())
+    ties = [r["max_abs_latent_of_differing_bits"] for r in results.values()]
+    worst = max(t for t in ties if t is not None)
+    readme, streaming = flat("README.md"), flat("docs/streaming.md")
+    sentence = f"{differing} token of {tokens} differed"
+    assert sentence in readme and f"{worst:.1e}".replace("e-0", "e-") in readme
+    assert f"{differing} token in {tokens} differed" in streaming
+    for name, r in results.items():
+        assert f"`{name}`" in streaming and f"| {r['tokens']} | " in streaming, name
