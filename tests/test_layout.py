@@ -20,7 +20,6 @@ from support import REPO
 
 SRC = REPO / "src"
 PACKAGE = SRC / "focalcodec"
-CORE_MODULES = {"codec", "config", "pretrained", "errors", "runtime"}
 CORE_PACKAGES = {"modules", "streaming"}
 # What a layer must not import at module level.
 FORBIDDEN = {
@@ -54,11 +53,17 @@ MODULES = _modules()
 
 
 def layer(module: str) -> str:
-    """core, io, deploy, feature (eval, train and every other subpackage), cli or entry."""
+    """core, io, deploy, feature (eval, train and every other subpackage), cli or entry.
+
+    Every top-level module is core (``codec``, ``config``, ``pretrained``, ``errors``,
+    ``runtime`` and any added later), and so are ``modules/`` and ``streaming/``.
+    """
     parts = module.split(".")
     if parts[-1] == "__main__":
         return "entry"  # `python -m` entry points start the command line
-    if len(parts) == 1 or parts[1] in CORE_MODULES | CORE_PACKAGES:
+    if len(parts) == 1 or (PACKAGE / f"{parts[1]}.py").is_file():
+        return "core"
+    if parts[1] in CORE_PACKAGES:
         return "core"
     return parts[1] if parts[1] in ("io", "deploy", "cli") else "feature"
 

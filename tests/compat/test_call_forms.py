@@ -15,16 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from focalcodec import FocalCodec, StreamingError
 from focalcodec.streaming.steps import StreamState
+from support import load_golden
 
 TOL = 1e-4
 CAUSAL = ["causal_wavenext_50hz", "causal_vocos_25hz_postnorm"]
 NONCAUSAL = ["noncausal_vocos_50hz", "noncausal_vocos_12_5hz_legacy"]
-_CACHE: dict[str, tuple] = {}
 E = inspect.Parameter.empty
 
 # The original signatures (v0.0.2): positional parameters after ``self``, with defaults.
@@ -134,16 +132,6 @@ REFERENCE_CLASSMETHODS = {
 }
 
 
-def _load(case_dir: Path) -> tuple[FocalCodec, dict, dict]:
-    if case_dir.name not in _CACHE:
-        model = FocalCodec.from_pretrained(case_dir).eval()
-        io = load_file(str(case_dir / "io.safetensors"))
-        with safe_open(str(case_dir / "io.safetensors"), "pt") as f:
-            meta = f.metadata()
-        _CACHE[case_dir.name] = (model, io, meta)
-    return _CACHE[case_dir.name]
-
-
 def _close(name: str, ours: torch.Tensor, ref: torch.Tensor) -> None:
     assert ours.shape == ref.shape, f"{name}: {tuple(ours.shape)} vs {tuple(ref.shape)}"
     if not ref.is_floating_point():
@@ -179,7 +167,7 @@ def test_loading_signatures_are_the_originals(name: str) -> None:
 
 
 def test_original_attributes_and_properties(golden_dir: Path) -> None:
-    model, _, meta = _load(golden_dir / "causal_wavenext_50hz")
+    model, _, meta, *_ = load_golden("causal_wavenext_50hz")
     config = json.loads(
         (golden_dir / "causal_wavenext_50hz" / "config.json").read_text()
     )
@@ -249,7 +237,7 @@ def _stream(method, x: torch.Tensor, step: int, count: int, **kwargs) -> torch.T
 def test_streamed_method_matches_reference(
     golden_dir: Path, case: str, name: str, src: str, unit: str, ref: str, count: int
 ) -> None:
-    model, io, _ = _load(golden_dir / case)
+    model, io, _, *_ = load_golden(case)
     out = _stream(getattr(model, name), io[src], _step(model, unit), count)
     _close(f"{case} {name}", out, io[ref])
 
@@ -257,7 +245,7 @@ def test_streamed_method_matches_reference(
 @pytest.mark.parametrize("case", CAUSAL)
 @torch.no_grad()
 def test_streamed_voice_conversion_matches_reference(golden_dir: Path, case: str):
-    model, io, _ = _load(golden_dir / case)
+    model, io, _, *_ = load_golden(case)
     out = _stream(
         model.codes_to_sig,
         io["output.codes"],
@@ -281,7 +269,7 @@ def _stored_state(io: dict, which: str) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("case", CAUSAL)
 @torch.no_grad()
 def test_forward_loop_reproduces_reference_stream_and_states(golden_dir, case):
-    model, io, _ = _load(golden_dir / case)
+    model, io, _, *_ = load_golden(case)
     sig, chunk = io["input.sig"], model.chunk_size
     state: list = []
     toks, codes, outs = [], [], []
@@ -310,7 +298,7 @@ def test_forward_loop_reproduces_reference_stream_and_states(golden_dir, case):
 @torch.no_grad()
 def test_split_loop_of_the_demo(golden_dir: Path, case: str) -> None:
     """sig_to_toks + toks_to_sig with two states each, as the original demo streams."""
-    model, io, _ = _load(golden_dir / case)
+    model, io, _, *_ = load_golden(case)
     sig, chunk = io["input.sig"], model.chunk_size
     enc, comp, dec, voc = [], [], [], []
     toks, outs = [], []
@@ -326,7 +314,7 @@ def test_split_loop_of_the_demo(golden_dir: Path, case: str) -> None:
 @pytest.mark.parametrize("case", CAUSAL)
 @torch.no_grad()
 def test_forward_loop_equals_streaming_session_chunk_by_chunk(golden_dir, case):
-    model, io, _ = _load(golden_dir / case)
+    model, io, _, *_ = load_golden(case)
     sig, chunk = io["input.sig"], model.chunk_size
     state: list = []
     with model.streaming(batch_size=2) as session:
@@ -343,7 +331,7 @@ def test_forward_loop_equals_streaming_session_chunk_by_chunk(golden_dir, case):
 @pytest.mark.parametrize("case", CAUSAL)
 @torch.no_grad()
 def test_states_can_be_given_without_asking_for_new_ones(golden_dir, case):
-    model, io, _ = _load(golden_dir / case)
+    model, io, _, *_ = load_golden(case)
     sig, chunk = io["input.sig"], model.chunk_size
     _, enc, comp = model.sig_to_toks(sig[:, :chunk], return_state=True)
     second = model.sig_to_toks(sig[:, chunk : 2 * chunk], enc, comp)
@@ -356,7 +344,7 @@ def test_states_can_be_given_without_asking_for_new_ones(golden_dir, case):
 @pytest.mark.parametrize("case", NONCAUSAL)
 @torch.no_grad()
 def test_noncausal_models_return_offline_results_and_no_state(golden_dir, case):
-    model, io, _ = _load(golden_dir / case)
+    model, io, _, *_ = load_golden(case)
     sig, length = io["input.sig"], io["input.length"]
     toks, codes, out, *state = model(sig, length=length, return_state=True)
     assert state == [None] * 4
@@ -371,7 +359,7 @@ def test_noncausal_models_return_offline_results_and_no_state(golden_dir, case):
 
 @torch.no_grad()
 def test_earlier_positional_forms_still_work(golden_dir: Path) -> None:
-    model, io, _ = _load(golden_dir / "noncausal_vocos_50hz")
+    model, io, _, *_ = load_golden("noncausal_vocos_50hz")
     sig, length, bank = io["input.sig"], io["input.length"], io["output.matching_set"]
     assert torch.equal(
         model.sig_to_toks(sig, length), model.sig_to_toks(sig, (), (), length)
@@ -392,7 +380,7 @@ def test_earlier_positional_forms_still_work(golden_dir: Path) -> None:
 
 
 def test_a_foreign_state_is_refused_in_one_line(golden_dir: Path) -> None:
-    model, io, _ = _load(golden_dir / "causal_wavenext_50hz")
+    model, io, _, *_ = load_golden("causal_wavenext_50hz")
     chunk = io["input.sig"][:, : model.chunk_size]
     with pytest.raises(StreamingError, match="encoder_state must be") as info:
         model.sig_to_toks(chunk, [torch.zeros(1)], (), return_state=True)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import load_file
 
 from focalcodec import FocalCodec
 from focalcodec.cli import main
+from support import load_golden
 
 CAUSAL = "causal_wavenext_50hz"  # the streaming model (16 kHz in, 24 kHz out)
 OFFLINE = "noncausal_vocos_50hz"  # the model whose features form the matching set
@@ -26,7 +26,7 @@ FILE_TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def speech(golden_dir: Path) -> np.ndarray:
-    io = load_file(str(golden_dir / CAUSAL / "io.safetensors"))
+    io = load_golden(CAUSAL).io
     return (io["input.sig"][0, :9000] * 0.5).numpy()  # not a whole number of chunks
 
 
@@ -36,7 +36,7 @@ def files(tmp_path: Path, speech: np.ndarray, golden_dir: Path) -> dict[str, Pat
     sf.write(src, speech, 16000, subtype="FLOAT")
     refs = tmp_path / "refs"
     refs.mkdir()
-    io = load_file(str(golden_dir / CAUSAL / "io.safetensors"))
+    io = load_golden(CAUSAL).io
     sf.write(refs / "a.wav", io["input.ref_sig"][0].numpy(), 16000, subtype="FLOAT")
     sf.write(refs / "b.wav", io["input.sig"][1, :6000].numpy(), 16000, subtype="FLOAT")
     return {"src": src, "refs": refs}

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from focalcodec import FocalCodec, InputError
 from focalcodec.deploy.scripted import TracedNetwork
 from focalcodec.modules.wavlm import WavLM
+from support import load_golden
 
 NETWORKS = ("encoder", "compressor", "decompressor", "decoder")
 # The graphs run the eager model's ATen kernels in the same order; allow for rounding.
@@ -20,7 +20,7 @@ AUDIO_TOL = 1e-6
 
 def _pair(case_dir: Path) -> tuple[FocalCodec, FocalCodec, dict]:
     model = FocalCodec.from_pretrained(case_dir).eval()
-    return model, model.jit(), load_file(str(case_dir / "io.safetensors"))
+    return model, model.jit(), load_golden(case_dir.name).io
 
 
 def _same_audio(a: torch.Tensor, b: torch.Tensor) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from focalcodec import FocalCodec, InputError
+from support import load_golden
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -33,7 +33,7 @@ def test_offline_graph_gives_forward(golden_dir: Path, case: str) -> None:
     session = _session(model)
     assert [i.name for i in session.get_inputs()] == ["sig"]
     assert [o.name for o in session.get_outputs()] == ["toks", "codes", "rec_sig"]
-    data = load_file(str(golden_dir / case / "io.safetensors"))
+    data = load_golden(case).io
     noise = torch.randn(3, 7777, generator=torch.Generator().manual_seed(0)) * 0.1
     # Dynamic batch and length: the golden batch, then 3 items of another length.
     for sig in (data["input.sig"], noise):
@@ -66,7 +66,7 @@ def test_streaming_graph_from_zero_states_reproduces_reference(golden_dir, case)
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = [o.name for o in session.get_outputs()]
     assert outputs[:3] == ["toks", "codes", "rec_sig"]
-    data = load_file(str(golden_dir / case / "io.safetensors"))
+    data = load_golden(case).io
     sig, chunk = data["input.sig"], model.chunk_size
     # All-zero states start the stream, as when the state inputs are fresh buffers.
     feed = {
