@@ -131,3 +131,25 @@ def test_stream_tie_figures() -> None:
     assert f"{differing} token in {tokens} differed" in streaming
     for name, r in results.items():
         assert f"`{name}`" in streaming and f"| {r['tokens']} | " in streaming, name
+
+
+def test_readme_performance_table() -> None:
+    runs = {}
+    for record in result("bench_cpu.json")["records"]:
+        job = record["job"]
+        key = (job["impl"], job["config"], job["task"], job["seconds"])
+        runs[key] = record["result"]
+    readme = text("README.md")
+
+    for impl in ("ours", "reference"):
+        ten = runs[impl, "focalcodec_50hz", "offline", 10.0]
+        sixty = runs[impl, "focalcodec_50hz_4k_causal", "offline", 60.0]
+        cells = (
+            f"{ten['encode_s']['best']:.2f} s / {ten['decode_s']['best']:.2f} s",
+            f"{sixty['encode_s']['best']:.1f} s / {sixty['decode_s']['best']:.2f} s",
+            f"{ten['rss_peak_mb'] / 1000:.2f} GB / "
+            f"{runs[impl, 'focalcodec_50hz', 'offline', 60.0]['rss_peak_mb'] / 1000:.2f} GB",
+            f"{runs[impl, 'focalcodec_50hz_4k_causal', 'stream', None]['chunk_ms']['median']:.0f} ms",
+        )
+        for cell in cells:
+            assert f"| {cell} |" in readme, (impl, cell)
