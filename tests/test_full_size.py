@@ -25,7 +25,7 @@ FAMILIES = {
 }
 LONG = speech("librispeech/dev-clean/84/84-121123-0001.flac", seconds=3.0)
 SHORT = speech("multilingual/es/conf-hasleft.flac", seconds=2.0)
-HOP = 320  # WavLM's front-end: frames of 400 samples every 320 (SPEC section 3)
+HOP = 320  # WavLM's front-end: 400-sample frames every 320 (SPEC sections 1.1, 2.3)
 STREAM_AUDIO_TOL = 1e-4  # docs/streaming.md: audio equals offline decoding within 1e-4
 
 
