@@ -52,6 +52,7 @@ VERBS: dict[str, Verb] = {
     "export": Verb("export", "export a model to ONNX", "onnx"),
     "eval": Verb("eval", "measure codec quality on a set of files", "eval"),
     "train": Verb("train", "train or fine-tune a codec", "train"),
+    "lm": Verb("lm", "train, evaluate and sample a token language model", "lm"),
 }
 
 

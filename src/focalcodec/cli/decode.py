@@ -8,7 +8,7 @@ import io
 from ..errors import FormatError
 from ..io import bitstream
 from ..io.bitstream import FCZ_SUFFIX
-from ..io.compress import check_model, decode_tokens
+from ..io.compress import check_model, coder_for, decode_tokens
 from .batch import (
     Item,
     check_audio_output,
@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_inputs_outputs(parser, ".fcz files", "an audio file")
     add_model(parser, None)
     add_backend(parser)
+    parser.add_argument(
+        "--lm",
+        metavar="DIR",
+        help="the token LM of files encoded with --entropy lm:DIR (checked by hash)",
+    )
     add_audio_output(parser)
     add_common(parser)
 
@@ -46,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
         args.inputs, args.output, (FCZ_SUFFIX,), out_suffix(args), force=args.force
     )
     models = open_models(args)
+    entropy = None
+    if args.lm:
+        from ..lm.coding import LMEntropyModel
+
+        entropy = LMEntropyModel(args.lm)
 
     def work(item: Item) -> None:
         source = read_input(item)
@@ -54,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         ):
             reader = bitstream.Reader(fileobj)
             codec = codec_for(reader.header, args.model, models, item.name)
+            reader.attach(coder_for(reader.header, entropy))
             container = reader.read_all()
         sig, rate = decode_tokens(container, codec)
         item.record = {"source_rate": container.header.source_sample_rate}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import bitstream
+from ..io.entropy import describe
 from .batch import Item, per_item, read_input, run_batch
 from .report import print_json
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
             source if isinstance(source, io.BytesIO) else open(source, "rb") as fileobj
         ):
             reader = bitstream.Reader(fileobj)
-            packets = sum(1 for _ in reader.packets())
+            packets = reader.skim().packets
             size = fileobj.tell()
         summary = _summary(reader, packets, size)
         print_json(summary) if args.json else _print_summary(item.name, summary)
@@ -44,7 +45,7 @@ def _summary(reader: bitstream.Reader, packets: int, size: int) -> dict[str, Any
     return {
         "model_name": h.model_name,
         "config_hash": h.model_hash.hex(),
-        "version": bitstream.VERSION,
+        "version": h.version,
         "bits_per_token": h.bits_per_token,
         "codebook_size": 2**h.bits_per_token,
         "token_rate": h.token_rate,
@@ -57,8 +58,17 @@ def _summary(reader: bitstream.Reader, packets: int, size: int) -> dict[str, Any
         "nominal_bitrate": h.bitrate,
         "file_bitrate": 8 * size / seconds if seconds else None,
         "size": size,
-        "overhead": size - payload,
+        "overhead": size - reader.stats.payload_bytes,
         "packets": packets,
+        "entropy": describe(h.entropy, h.entropy_hash),
+        "coded_packets": reader.stats.coded_packets,
+        "packed_bytes": payload,
+        "payload_bytes": reader.stats.payload_bytes,
+        "payload_bits_per_token": (
+            8 * reader.stats.payload_bytes / reader.num_tokens
+            if reader.num_tokens
+            else None
+        ),
     }
 
 
@@ -79,3 +89,12 @@ def _print_summary(name: str, s: dict[str, Any]) -> None:
         f"(overhead {s['overhead']} bytes, {s['packets']} "
         f"packet{'s' * (s['packets'] != 1)}, format version {s['version']})"
     )
+    if s["entropy"] != "none":
+        bpt = s["payload_bits_per_token"]
+        print(
+            f"  entropy   {s['entropy']}: "
+            + (f"{bpt:.2f} bits/token" if bpt is not None else "no tokens")
+            + f" (packed {s['bits_per_token']}); {s['payload_bytes']} payload bytes "
+            f"vs {s['packed_bytes']} packed, {s['coded_packets']} of {s['packets']} "
+            "packets coded"
+        )

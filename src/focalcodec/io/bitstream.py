@@ -2,8 +2,10 @@
 
 The byte layout is specified in ``docs/format.md``. In short::
 
-    header  = "FCZ" | version | bits | model hash (8) | name | rates (varints) | CRC32
+    header  = "FCZ" | version | bits | model hash (8) | name | rates (varints)
+              | [entropy model (1) | its hash (8)]  (version 2) | CRC32
     packet  = kind | n_tokens (varint) | [num_samples (varint)] | payload | CRC32
+    payload = packed tokens, or (coded kinds) size (varint) | entropy-coded bytes
 
 Every packet's CRC32 is seeded with the CRC32 of what came before it (the header's CRC for
 the first packet), so a file is one checksum chain: a changed byte, a dropped, duplicated or
@@ -14,6 +16,10 @@ error.
 The writer emits a packet per :meth:`Writer.write` call, so a streaming encoder can produce
 a file incrementally, and :meth:`Reader.packets` yields the tokens of each packet as soon as
 its checksum is verified, so decoding can start before the end of the file.
+
+Version 2 adds entropy coding (``docs/entropy.md``): the header names the entropy model,
+and a packet is stored coded (by a :class:`~focalcodec.io.entropy.PacketCoder`) when that
+is smaller than packing it. This module only frames the coder's bytes.
 """
 
 from __future__ import annotations
@@ -28,15 +34,20 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from ..errors import ChecksumError, FormatError, TruncatedError
+from . import entropy as coding
+from .entropy import ENTROPY_NONE, PacketCoder, PacketStats
 
 __all__ = [
     "MAGIC",
     "VERSION",
+    "ENTROPY_VERSION",
     "MAX_PACKET_TOKENS",
     "ChecksumError",
     "TruncatedError",
     "Header",
     "Container",
+    "PacketCoder",
+    "PacketStats",
     "Writer",
     "Reader",
     "pack_tokens",
@@ -47,7 +58,8 @@ __all__ = [
 
 MAGIC = b"FCZ"
 FCZ_SUFFIX = ".fcz"  # the file name suffix of containers
-VERSION = 1
+VERSION = 1  # files without entropy coding (every reader of this format reads them)
+ENTROPY_VERSION = 2  # files with an entropy model in the header and coded packets
 HASH_SIZE = 8
 MAX_NAME_BYTES = 255
 MIN_BITS, MAX_BITS = 1, 32
@@ -61,6 +73,8 @@ MAX_VARINT_BYTES = 9
 
 KIND_DATA = 0x01
 KIND_FINAL = 0x02
+KIND_CODED = 0x10  # flag on DATA/FINAL: the payload is entropy-coded (version 2)
+NO_HASH = bytes(HASH_SIZE)
 _CRC = struct.Struct(">I")
 
 
@@ -84,6 +98,11 @@ class Header:
         Input samples per token, so the token rate is ``sample_rate_input / hop_length``.
     source_sample_rate
         The rate of the audio before it was resampled for the model (0 when unknown).
+    entropy
+        The entropy model of coded packets: ``ENTROPY_NONE`` (a version-1 file),
+        ``ENTROPY_ADAPTIVE`` or ``ENTROPY_LM``.
+    entropy_hash
+        Identity of that model: the first 8 bytes of the LM hash, zeros otherwise.
     """
 
     bits_per_token: int
@@ -93,6 +112,8 @@ class Header:
     sample_rate_output: int
     hop_length: int
     source_sample_rate: int = 0
+    entropy: int = ENTROPY_NONE
+    entropy_hash: bytes = NO_HASH
 
     def __post_init__(self) -> None:
         if not MIN_BITS <= self.bits_per_token <= MAX_BITS:
@@ -111,6 +132,15 @@ class Header:
                 raise FormatError(f"{field} must be in [1, {MAX_RATE}]")
         if not 0 <= self.source_sample_rate <= MAX_RATE:
             raise FormatError(f"source_sample_rate must be in [0, {MAX_RATE}]")
+        if self.entropy not in coding.ENTROPY_NAMES:
+            raise FormatError(f"unknown entropy model {self.entropy}")
+        if len(self.entropy_hash) != HASH_SIZE:
+            raise FormatError(f"entropy model hash must be {HASH_SIZE} bytes")
+
+    @property
+    def version(self) -> int:
+        """Format version of this header: 2 with entropy coding, else 1."""
+        return VERSION if self.entropy == ENTROPY_NONE else ENTROPY_VERSION
 
     @property
     def token_rate(self) -> float:
@@ -128,7 +158,7 @@ class Header:
         body = b"".join(
             [
                 MAGIC,
-                bytes([VERSION, self.bits_per_token]),
+                bytes([self.version, self.bits_per_token]),
                 self.model_hash,
                 bytes([len(name)]),
                 name,
@@ -136,6 +166,7 @@ class Header:
                 _varint(self.sample_rate_output),
                 _varint(self.hop_length),
                 _varint(self.source_sample_rate),
+                bytes([self.entropy]) + self.entropy_hash if self.version > 1 else b"",
             ]
         )
         return body + _CRC.pack(zlib.crc32(body))
@@ -313,11 +344,20 @@ class Writer:
         Binary file object opened for writing (it need not be seekable).
     header
         The header to write.
+    coder
+        The entropy coder of the model the header names; None for plain packing.
     """
 
-    def __init__(self, fileobj: BinaryIO, header: Header) -> None:
+    def __init__(
+        self, fileobj: BinaryIO, header: Header, coder: PacketCoder | None = None
+    ) -> None:
+        if header.entropy != ENTROPY_NONE and coder is None:
+            raise FormatError("the header names an entropy model: pass its coder")
+        coding.check_coder(header.entropy, header.entropy_hash, coder)
         self.fileobj = fileobj
         self.header = header
+        self.coder = coder
+        self.stats = PacketStats()
         data = header.to_bytes()
         self._crc = _CRC.unpack(data[-_CRC.size :])[0]
         self.num_tokens = 0
@@ -355,11 +395,20 @@ class Writer:
             raise FormatError("cannot write after finish()")
         if kind == KIND_DATA and not len(toks):
             return
+        payload = pack_tokens(toks, self.header.bits_per_token)
+        if self.coder is not None and len(toks):
+            # The coder advances either way; a packet is stored coded only when that
+            # is smaller, so coding never costs more than the header's 9 bytes.
+            data = self.coder.encode(toks)
+            framed = _varint(len(data)) + data
+            if len(framed) < len(payload):
+                kind, payload = kind | KIND_CODED, framed
         parts = [bytes([kind]), _varint(len(toks))]
         if num_samples is not None:
             parts.append(_varint(num_samples))
-        parts.append(pack_tokens(toks, self.header.bits_per_token))
+        parts.append(payload)
         body = b"".join(parts)
+        self.stats.add(len(payload), bool(kind & KIND_CODED))
         self._crc = zlib.crc32(body, self._crc)
         self.fileobj.write(body + _CRC.pack(self._crc))
         self.num_tokens += len(toks)
@@ -372,19 +421,39 @@ class Reader:
     ----------
     fileobj
         Binary file object opened for reading (it need not be seekable).
+    coder
+        The entropy coder for a coded file (or :meth:`attach` it once the header is
+        known); coded packets cannot be decoded without it.
 
     Raises
     ------
     FormatError
         (or its subclasses :class:`TruncatedError`, :class:`ChecksumError`) when the
-        header is not a valid version-1 ``.fcz`` header.
+        header is not a valid version-1 or version-2 ``.fcz`` header.
     """
 
-    def __init__(self, fileobj: BinaryIO) -> None:
+    def __init__(self, fileobj: BinaryIO, coder: PacketCoder | None = None) -> None:
         self.fileobj = fileobj
         self.header, self._crc = _read_header(fileobj)
         self.num_samples: int | None = None
         self.num_tokens = 0
+        self.coder: PacketCoder | None = None
+        self.stats = PacketStats()
+        if coder is not None:
+            self.attach(coder)
+
+    def attach(self, coder: PacketCoder | None) -> None:
+        """Use ``coder`` for the coded packets; before the first packet only."""
+        if self.stats.packets:
+            raise FormatError("attach the entropy coder before reading packets")
+        coding.check_coder(self.header.entropy, self.header.entropy_hash, coder)
+        self.coder = coder
+
+    def skim(self) -> PacketStats:
+        """Read and check every remaining packet without decoding coded payloads."""
+        while self.num_samples is None:
+            self._read_packet(decode=False)
+        return self.stats
 
     def packets(self) -> Iterator[np.ndarray]:
         """Yield the tokens of each packet, shape (L_i,) int64, after checking it.
@@ -393,12 +462,7 @@ class Reader:
         ends there.
         """
         while self.num_samples is None:
-            kind, toks, num_samples = self._read_packet()
-            self.num_tokens += len(toks)
-            if kind == KIND_FINAL:
-                if self.fileobj.read(1):
-                    raise FormatError("unexpected data after the final packet")
-                self.num_samples = num_samples
+            toks = self._read_packet(decode=True)
             if len(toks):
                 yield toks
 
@@ -409,20 +473,51 @@ class Reader:
         assert self.num_samples is not None
         return Container(self.header, toks, self.num_samples)
 
-    def _read_packet(self) -> tuple[int, np.ndarray, int | None]:
+    def _read_packet(self, decode: bool) -> np.ndarray:
+        """Read one packet; returns its tokens (empty when a coded one is skimmed)."""
         index = f"packet at token {self.num_tokens}"
         src = _Source(self.fileobj, index)
         kind = src.take(1)[0]
-        if kind not in (KIND_DATA, KIND_FINAL):
+        coded = bool(kind & KIND_CODED)
+        if kind & ~KIND_CODED not in (KIND_DATA, KIND_FINAL) or (
+            coded and self.header.entropy == ENTROPY_NONE
+        ):
             raise FormatError(f"{index}: unknown packet kind 0x{kind:02x}")
         count = src.varint("token count")
         if count > MAX_PACKET_TOKENS:
             raise FormatError(f"{index}: {count} tokens exceed {MAX_PACKET_TOKENS}")
-        num_samples = src.varint("sample count") if kind == KIND_FINAL else None
-        payload = src.take(_payload_size(count, self.header.bits_per_token))
+        final = kind & ~KIND_CODED == KIND_FINAL
+        num_samples = src.varint("sample count") if final else None
+        size = _payload_size(count, self.header.bits_per_token)
+        start = len(src.taken)
+        if coded:
+            # The writer codes a packet only when that is smaller than packing it.
+            size = src.varint("coded size")
+            if size >= _payload_size(count, self.header.bits_per_token):
+                raise FormatError(f"{index}: coded payload is not smaller than packed")
+        payload = src.take(size)
         self._crc = src.check_crc(self._crc)
-        toks = unpack_tokens(payload, count, self.header.bits_per_token)
-        return kind, toks, num_samples
+        self.stats.add(len(src.taken) - start, coded)
+        toks = self._tokens(index, payload, count, coded, decode)
+        self.num_tokens += count
+        if final:
+            if self.fileobj.read(1):
+                raise FormatError("unexpected data after the final packet")
+            self.num_samples = num_samples
+        return toks
+
+    def _tokens(
+        self, index: str, payload: bytes, count: int, coded: bool, decode: bool
+    ) -> np.ndarray:
+        bits = self.header.bits_per_token
+        if coded:
+            if not decode:
+                return np.zeros(0, dtype=np.int64)
+            return coding.decode_packet(self.coder, payload, count, bits, index)
+        toks = unpack_tokens(payload, count, bits)
+        if self.coder is not None and decode:
+            self.coder.observe(toks)
+        return toks
 
 
 def _read_header(fileobj: BinaryIO) -> tuple[Header, int]:
@@ -433,17 +528,25 @@ def _read_header(fileobj: BinaryIO) -> tuple[Header, int]:
     if src.take(len(MAGIC) - 1) != MAGIC[1:]:
         raise FormatError("not a FocalCodec .fcz file (bad magic bytes)")
     version = src.take(1)[0]
-    if version != VERSION:
+    if not VERSION <= version <= ENTROPY_VERSION:
         raise FormatError(
-            f"unsupported .fcz version {version}; this focalcodec reads version {VERSION}"
+            f"unsupported .fcz version {version}; this focalcodec reads versions "
+            f"{VERSION} to {ENTROPY_VERSION}"
         )
     bits = src.take(1)[0]
     model_hash = src.take(HASH_SIZE)
     name = src.take(src.take(1)[0])
     rates = [src.varint(f) for f in ("input rate", "output rate", "hop", "source rate")]
+    kind, kind_hash = ENTROPY_NONE, NO_HASH
+    if version >= ENTROPY_VERSION:
+        kind, kind_hash = src.take(1)[0], src.take(HASH_SIZE)
     crc = src.check_crc(0)
+    if version >= ENTROPY_VERSION and kind not in set(coding.ENTROPY_NAMES) - {
+        ENTROPY_NONE
+    }:
+        raise FormatError(f"header: unknown entropy model {kind}")
     try:
-        header = Header(bits, model_hash, name.decode("utf-8"), *rates)
+        header = Header(bits, model_hash, name.decode("utf-8"), *rates, kind, kind_hash)
     except UnicodeDecodeError as exc:
         raise FormatError("header: model name is not valid UTF-8") from exc
     return header, crc
@@ -458,7 +561,12 @@ def _as_token_array(toks: np.ndarray) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def dumps(header: Header, toks: np.ndarray, num_samples: int) -> bytes:
+def dumps(
+    header: Header,
+    toks: np.ndarray,
+    num_samples: int,
+    coder: PacketCoder | None = None,
+) -> bytes:
     """Serialise a whole container.
 
     Parameters
@@ -469,6 +577,8 @@ def dumps(header: Header, toks: np.ndarray, num_samples: int) -> bytes:
         Token ids, shape (L,).
     num_samples
         Length of the original signal at ``header.sample_rate_input``.
+    coder
+        The entropy coder of the model the header names (None for plain packing).
 
     Returns
     -------
@@ -476,10 +586,10 @@ def dumps(header: Header, toks: np.ndarray, num_samples: int) -> bytes:
         ``MAX_PACKET_TOKENS`` tokens.
     """
     buf = io.BytesIO()
-    Writer(buf, header).finish(num_samples, toks)
+    Writer(buf, header, coder).finish(num_samples, toks)
     return buf.getvalue()
 
 
-def loads(data: bytes) -> Container:
+def loads(data: bytes, coder: PacketCoder | None = None) -> Container:
     """Parse a whole container from bytes (raises :class:`FormatError` when invalid)."""
-    return Reader(io.BytesIO(data)).read_all()
+    return Reader(io.BytesIO(data), coder).read_all()

@@ -6,6 +6,9 @@ original duration. The container records which model made it (the first 8 bytes 
 ``codec.config_hash()`` and, when there is one, a loadable name), so decoding with another
 model is refused instead of producing noise.
 
+``entropy="adaptive"`` (or a token LM, ``focalcodec.lm.LMEntropyModel(DIR)``) codes the
+tokens losslessly below their nominal width (see ``docs/entropy.md``).
+
 Example
 -------
 >>> from focalcodec import FocalCodec
@@ -17,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Callable
@@ -32,6 +36,7 @@ from . import bitstream
 from .atomic import atomic_write
 from .audio import check_signal, resample
 from .bitstream import Container, Header
+from .entropy import ENTROPY_LM, ENTROPY_NONE, EntropyModel, resolve_entropy
 
 if TYPE_CHECKING:
     from ..codec import FocalCodec
@@ -40,6 +45,7 @@ __all__ = [
     "ModelMismatchError",
     "CodecSource",
     "check_model",
+    "coder_for",
     "compress",
     "compress_to_file",
     "decode_tokens",
@@ -51,6 +57,7 @@ __all__ = [
     "min_samples",
     "prepare_signal",
     "resolve_codec",
+    "tokens_to_bytes",
 ]
 
 # A codec, or a function that builds the right codec for a header.
@@ -102,6 +109,35 @@ def header_for(codec: FocalCodec, source_sample_rate: int = 0) -> Header:
         hop_length=hop,
         source_sample_rate=int(source_sample_rate),
     )
+
+
+def coder_for(header: Header, entropy: str | EntropyModel | None = None):
+    """A fresh :class:`~focalcodec.io.entropy.PacketCoder` for a header's entropy model.
+
+    Parameters
+    ----------
+    header
+        The container header.
+    entropy
+        The entropy model: needed for a file coded with a token LM (the adaptive model
+        needs nothing); checked against the header when it is attached to a reader.
+
+    Returns
+    -------
+        The coder, or None for a file without entropy coding.
+    """
+    if header.entropy == ENTROPY_NONE:
+        return None
+    model = resolve_entropy(entropy)
+    if model is None or model.entropy != header.entropy:
+        if header.entropy != ENTROPY_LM:
+            model = resolve_entropy("adaptive")
+        else:
+            raise FormatError(
+                "the file is entropy-coded with token LM "
+                f"{header.entropy_hash.hex()}; pass that LM (CLI: --lm DIR)"
+            )
+    return model.coder(header.bits_per_token, header.model_hash)
 
 
 def _describe(name: str, digest: bytes) -> str:
@@ -279,7 +315,10 @@ def encode_batch(sigs: list[np.ndarray], codec: FocalCodec) -> list[np.ndarray]:
 
 
 def compress(
-    sig: np.ndarray | torch.Tensor, sample_rate: int, codec: FocalCodec
+    sig: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    codec: FocalCodec,
+    entropy: str | EntropyModel | None = None,
 ) -> bytes:
     """Encode a mono waveform into ``.fcz`` container bytes.
 
@@ -291,14 +330,38 @@ def compress(
         Its rate in Hz (any rate; resampled to the model's input rate).
     codec
         The codec, in eval mode.
+    entropy
+        None or ``"none"`` (plain packing), ``"adaptive"``, or an entropy model
+        object such as ``focalcodec.lm.LMEntropyModel(DIR)``.
 
     Returns
     -------
         The container: about ``bitrate * duration / 8`` bytes plus a header of a few
-        dozen bytes.
+        dozen bytes (less with entropy coding, never more than 9 bytes more).
     """
     toks, num_samples = encode_tokens(sig, sample_rate, codec)
-    return bitstream.dumps(header_for(codec, sample_rate), toks, num_samples)
+    return tokens_to_bytes(toks, num_samples, header_for(codec, sample_rate), entropy)
+
+
+def tokens_to_bytes(
+    toks: np.ndarray,
+    num_samples: int,
+    header: Header,
+    entropy: str | EntropyModel | None = None,
+) -> bytes:
+    """Container bytes of tokens (L,), entropy-coded when ``entropy`` is given.
+
+    ``header`` is a plain header (see :func:`header_for`); the entropy model's fields
+    are filled in here.
+    """
+    model = resolve_entropy(entropy)
+    coder = None
+    if model is not None:
+        header = dataclasses.replace(
+            header, entropy=model.entropy, entropy_hash=model.entropy_hash
+        )
+        coder = model.coder(header.bits_per_token, header.model_hash)
+    return bitstream.dumps(header, toks, num_samples, coder)
 
 
 def compress_to_file(
@@ -308,19 +371,20 @@ def compress_to_file(
     dest: str | os.PathLike | BinaryIO,
     *,
     force: bool = False,
+    entropy: str | EntropyModel | None = None,
 ) -> None:
     """Like :func:`compress`, writing to a path (atomically) or a binary file object.
 
     Parameters
     ----------
-    sig, sample_rate, codec
+    sig, sample_rate, codec, entropy
         As for :func:`compress`.
     dest
         Output path (refused if it exists, unless ``force``) or writable file object.
     force
         Overwrite an existing output file.
     """
-    data = compress(sig, sample_rate, codec)
+    data = compress(sig, sample_rate, codec, entropy)
     if isinstance(dest, (str, os.PathLike)):
         with atomic_write(dest, force=force) as fileobj:
             fileobj.write(data)
@@ -364,7 +428,11 @@ def decode_tokens(
     return sig[0].to("cpu", torch.float32), int(codec.sample_rate_output)
 
 
-def decompress(data: bytes, codec: CodecSource = None) -> tuple[torch.Tensor, int]:
+def decompress(
+    data: bytes,
+    codec: CodecSource = None,
+    entropy: str | EntropyModel | None = None,
+) -> tuple[torch.Tensor, int]:
     """Decode ``.fcz`` bytes back into a waveform.
 
     Parameters
@@ -374,6 +442,9 @@ def decompress(data: bytes, codec: CodecSource = None) -> tuple[torch.Tensor, in
     codec
         The codec that made them; a loader ``loader(header) -> codec``; or ``None`` to
         load the model named in the header.
+    entropy
+        The token LM a file was entropy-coded with (``LMEntropyModel``); not needed
+        for plain or ``adaptive`` files.
 
     Returns
     -------
@@ -387,17 +458,20 @@ def decompress(data: bytes, codec: CodecSource = None) -> tuple[torch.Tensor, in
         :class:`bitstream.ChecksumError`), or was made by another model
         (:class:`ModelMismatchError`).
     """
-    return decompress_from_file(io.BytesIO(data), codec)
+    return decompress_from_file(io.BytesIO(data), codec, entropy)
 
 
 def decompress_from_file(
-    source: str | os.PathLike | BinaryIO, codec: CodecSource = None
+    source: str | os.PathLike | BinaryIO,
+    codec: CodecSource = None,
+    entropy: str | EntropyModel | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Like :func:`decompress`, reading from a path or a binary file object."""
     if isinstance(source, (str, os.PathLike)):
         with Path(source).open("rb") as fileobj:
-            return decompress_from_file(fileobj, codec)
+            return decompress_from_file(fileobj, codec, entropy)
     reader = bitstream.Reader(source)
-    # Check the model before reading the payload, so a mismatch is reported first.
+    # Check the models before reading the payload, so a mismatch is reported first.
     model = resolve_codec(reader.header, codec)
+    reader.attach(coder_for(reader.header, entropy))
     return decode_tokens(reader.read_all(), model)

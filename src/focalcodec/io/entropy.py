@@ -1,0 +1,361 @@
+"""Lossless entropy coding of token packets (``.fcz`` version 2).
+
+Two entropy models, both bit-exact on every machine, both coded with the range coder of
+`constriction <https://bamler-lab.github.io/constriction/>`_:
+
+* ``adaptive`` (:class:`AdaptiveCoder`) needs no weights. Each token is coded bit by bit,
+  most significant first; bit ``k`` is predicted from integer counts kept per context
+  (bit position, the same bit of the two previous tokens, whether the bits coded so far
+  repeat the previous token, and the previous bit of this token). Counts are integers
+  and the probability is one float64 division, so encoder and decoder agree exactly.
+* ``lm`` (:class:`PredictiveCoder`) codes each token with the next-token distribution of
+  a trained token LM, computed by :class:`focalcodec.lm.exact.ExactLM` in arithmetic that
+  gives the same bits everywhere (see that module).
+
+A coder keeps its context across packets, so streaming files (one packet per chunk)
+still use everything seen so far. The container (:mod:`focalcodec.io.bitstream`) stores a
+packet coded only when that is smaller than packing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import FocalCodecError, FormatError, InputError, ModelMismatchError
+
+__all__ = [
+    "ENTROPY_ADAPTIVE",
+    "ENTROPY_LM",
+    "ENTROPY_NAMES",
+    "ENTROPY_NONE",
+    "AdaptiveCoder",
+    "AdaptiveModel",
+    "EntropyModel",
+    "PacketCoder",
+    "PacketStats",
+    "PredictiveCoder",
+    "Predictor",
+    "check_coder",
+    "decode_packet",
+    "describe",
+    "resolve_entropy",
+]
+
+ENTROPY_NONE, ENTROPY_ADAPTIVE, ENTROPY_LM = 0, 1, 2
+ENTROPY_NAMES = {ENTROPY_NONE: "none", ENTROPY_ADAPTIVE: "adaptive", ENTROPY_LM: "lm"}
+HASH_SIZE = 8
+# Adaptive counts are halved when their sum reaches this: recent statistics weigh more.
+COUNT_LIMIT = 1024
+# Tokens per LM forward pass when encoding (memory: CHUNK x codebook float64).
+CHUNK = 256
+
+
+class PacketCoder(Protocol):
+    """Entropy coding of packets, with a context carried from packet to packet.
+
+    Every call advances the context by the packet's tokens, so the writer's and the
+    reader's coders stay in step whatever form each packet is stored in.
+    """
+
+    entropy: int  # ENTROPY_ADAPTIVE or ENTROPY_LM
+    entropy_hash: bytes  # HASH_SIZE bytes, as in the header
+
+    def encode(self, toks: np.ndarray) -> bytes:
+        """Code tokens (L,) into bytes."""
+
+    def decode(self, data: bytes, count: int) -> np.ndarray:
+        """Decode ``count`` tokens, shape (count,) int64, from what encode() made."""
+
+    def observe(self, toks: np.ndarray) -> None:
+        """Advance the context by tokens (L,) that were stored without coding."""
+
+
+class EntropyModel(Protocol):
+    """A source of fresh coders (one per stream) for one entropy model."""
+
+    entropy: int
+    entropy_hash: bytes
+
+    def coder(self, bits: int, codec_hash: bytes) -> PacketCoder:
+        """A coder in its initial state for ``bits``-bit tokens of the given codec."""
+
+
+class Predictor(Protocol):
+    """Next-token probabilities that every machine computes identically."""
+
+    codebook_size: int
+
+    def start(self) -> np.ndarray:
+        """Reset to an empty stream; the distribution (C,) of the first token."""
+
+    def feed(self, toks: np.ndarray) -> np.ndarray:
+        """Append tokens (T,); row t of the result (T, C) is what follows toks[t]."""
+
+
+@dataclass
+class PacketStats:
+    """What the packets of a stream cost.
+
+    Attributes
+    ----------
+    packets
+        Packets read or written.
+    coded_packets
+        Those stored entropy-coded.
+    payload_bytes
+        Bytes of token payloads (packed, or coded with their size field).
+    """
+
+    packets: int = 0
+    coded_packets: int = 0
+    payload_bytes: int = 0
+
+    def add(self, payload: int, coded: bool) -> None:
+        """Count one packet."""
+        self.packets += 1
+        self.coded_packets += int(coded)
+        self.payload_bytes += payload
+
+
+def describe(entropy: int, entropy_hash: bytes) -> str:
+    """``none``, ``adaptive`` or ``lm <hash hex>``."""
+    name = ENTROPY_NAMES.get(entropy, f"unknown ({entropy})")
+    return f"{name} {entropy_hash.hex()}" if entropy == ENTROPY_LM else name
+
+
+def check_coder(entropy: int, entropy_hash: bytes, coder: PacketCoder | None) -> None:
+    """Raise unless ``coder`` is the entropy model a header names (None: no coding)."""
+    if coder is None:
+        return
+    if entropy == ENTROPY_NONE:
+        raise FormatError("an entropy coder was given for a file without coding")
+    if coder.entropy != entropy or coder.entropy_hash != entropy_hash:
+        raise ModelMismatchError(
+            f"the file is entropy-coded with {describe(entropy, entropy_hash)}, but "
+            f"the entropy model given is {describe(coder.entropy, coder.entropy_hash)}"
+            "; use the token LM that encoded it"
+        )
+
+
+def decode_packet(
+    coder: PacketCoder | None, data: bytes, count: int, bits: int, where: str
+) -> np.ndarray:
+    """Decode one coded payload and check the tokens; shape (count,) int64."""
+    if coder is None:
+        raise FormatError(f"{where}: the file is entropy-coded; pass its entropy model")
+    toks = coder.decode(data, count)
+    if len(toks) != count or (count and (toks.min() < 0 or int(toks.max()) >> bits)):
+        raise FormatError(f"{where}: the entropy-coded payload does not decode")
+    return toks
+
+
+def resolve_entropy(spec: str | EntropyModel | None) -> EntropyModel | None:
+    """The entropy model for ``none`` / ``adaptive`` / a model object (LMs included).
+
+    A token LM is loaded by :class:`focalcodec.lm.LMEntropyModel` (``lm:DIR`` on the
+    command line) and passed here as an object.
+    """
+    if spec is None or spec == "none":
+        return None
+    if spec == "adaptive":
+        return AdaptiveModel()
+    if isinstance(spec, str):
+        raise InputError(
+            f"entropy model {spec!r}: use 'none', 'adaptive', or pass "
+            "focalcodec.lm.LMEntropyModel(DIR) for a token LM"
+        )
+    return spec
+
+
+# ---------------------------------------------------------------------------------------
+# Range coder glue
+# ---------------------------------------------------------------------------------------
+
+
+def _stream():
+    try:
+        import constriction
+    except ImportError:
+        raise FocalCodecError(
+            "entropy coding needs the constriction package: "
+            "pip install 'focalcodec[entropy]'"
+        ) from None
+    return constriction.stream
+
+
+def _to_bytes(words: np.ndarray) -> bytes:
+    return np.asarray(words, dtype="<u4").tobytes()
+
+
+def _decoder(data: bytes):
+    if len(data) % 4:
+        raise FormatError("entropy-coded payload is not a whole number of 32-bit words")
+    return _stream().queue.RangeDecoder(
+        np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    )
+
+
+def _guard(fn, *args):
+    """Run a constriction decoding call; its errors on corrupt data become FormatError."""
+    try:
+        return fn(*args)
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        raise FormatError(
+            f"the entropy-coded payload does not decode ({exc})"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------
+# The adaptive model
+# ---------------------------------------------------------------------------------------
+
+
+class AdaptiveModel:
+    """The weightless adaptive bit model (header entropy id ``ENTROPY_ADAPTIVE``)."""
+
+    entropy = ENTROPY_ADAPTIVE
+    entropy_hash = bytes(HASH_SIZE)
+
+    def coder(self, bits: int, codec_hash: bytes = b"") -> AdaptiveCoder:
+        """A fresh coder for ``bits``-bit tokens (any codec)."""
+        return AdaptiveCoder(bits)
+
+
+class AdaptiveCoder:
+    """Adaptive binary context model over the bits of each token.
+
+    Parameters
+    ----------
+    bits
+        Bits per token.
+    """
+
+    entropy = ENTROPY_ADAPTIVE
+    entropy_hash = bytes(HASH_SIZE)
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        size = bits * 16
+        self.n0 = [0] * size
+        self.n1 = [0] * size
+        self.prev = self.prev2 = 0
+
+    def _token(self, tok: int | None, out: list) -> int:
+        """Code (tok given) or prepare to decode one token, bit by bit.
+
+        With ``tok``, appends ``(bit, p1)`` pairs to ``out`` and returns ``tok``. With
+        ``tok`` None, ``out`` is ``[decode_bit]`` and the token is built from its calls.
+        """
+        value, match, last = 0, 1, 0
+        for k in range(self.bits):
+            shift = self.bits - 1 - k
+            a = (self.prev >> shift) & 1
+            ctx = (((k * 2 + a) * 2 + ((self.prev2 >> shift) & 1)) * 2 + match) * 2
+            ctx += last
+            n0, n1 = self.n0[ctx], self.n1[ctx]
+            p1 = (2 * n1 + 1) / (2 * (n0 + n1) + 2)  # KT estimate: one float64 division
+            if tok is None:
+                bit = out[0](p1)
+            else:
+                bit = (tok >> shift) & 1
+                out.append((bit, p1))
+            if bit:
+                n1 += 1
+            else:
+                n0 += 1
+            if n0 + n1 >= COUNT_LIMIT:
+                n0, n1 = (n0 + 1) // 2, (n1 + 1) // 2
+            self.n0[ctx], self.n1[ctx] = n0, n1
+            value = (value << 1) | bit
+            match &= int(bit == a)
+            last = bit
+        self.prev2, self.prev = self.prev, value
+        return value
+
+    def encode(self, toks: np.ndarray) -> bytes:
+        """Code tokens (L,); returns the range coder's bytes."""
+        pairs: list = []
+        for tok in np.asarray(toks, dtype=np.int64).tolist():
+            self._token(int(tok), pairs)
+        stream = _stream()
+        enc = stream.queue.RangeEncoder()
+        if pairs:
+            bits, probs = zip(*pairs, strict=True)
+            enc.encode(
+                np.array(bits, dtype=np.int32),
+                stream.model.Bernoulli(perfect=False),
+                np.array(probs, dtype=np.float64),
+            )
+        return _to_bytes(enc.get_compressed())
+
+    def decode(self, data: bytes, count: int) -> np.ndarray:
+        """Decode ``count`` tokens, shape (count,) int64."""
+        dec, model = _decoder(data), _stream().model.Bernoulli
+
+        def bit(p1: float) -> int:
+            return int(_guard(dec.decode, model(p1, perfect=False)))
+
+        return np.array([self._token(None, [bit]) for _ in range(count)], np.int64)
+
+    def observe(self, toks: np.ndarray) -> None:
+        """Update the counts with tokens stored without coding."""
+        for tok in np.asarray(toks, dtype=np.int64).tolist():
+            self._token(int(tok), [])
+
+
+# ---------------------------------------------------------------------------------------
+# Coding with a predictor (token LM)
+# ---------------------------------------------------------------------------------------
+
+
+class PredictiveCoder:
+    """Code each token with a :class:`Predictor`'s distribution (header id ``lm``).
+
+    Parameters
+    ----------
+    predictor
+        The exact next-token model; it is restarted here.
+    entropy_hash
+        The model's identity, as written in the header.
+    """
+
+    entropy = ENTROPY_LM
+
+    def __init__(self, predictor: Predictor, entropy_hash: bytes) -> None:
+        self.predictor = predictor
+        self.entropy_hash = entropy_hash
+        self._next = predictor.start()
+
+    def _advance(self, toks: np.ndarray):
+        """Feed tokens chunk by chunk; yields (chunk, probabilities of each token)."""
+        for start in range(0, len(toks), CHUNK):
+            part = toks[start : start + CHUNK]
+            after = self.predictor.feed(part)
+            yield part, np.concatenate([self._next[None], after[:-1]])
+            self._next = after[-1]
+
+    def encode(self, toks: np.ndarray) -> bytes:
+        """Code tokens (L,); returns the range coder's bytes."""
+        stream = _stream()
+        enc = stream.queue.RangeEncoder()
+        family = stream.model.Categorical(perfect=False)
+        for part, probs in self._advance(np.asarray(toks, dtype=np.int64)):
+            enc.encode(part.astype(np.int32), family, probs)
+        return _to_bytes(enc.get_compressed())
+
+    def decode(self, data: bytes, count: int) -> np.ndarray:
+        """Decode ``count`` tokens one at a time, shape (count,) int64."""
+        dec, model = _decoder(data), _stream().model.Categorical
+        out = np.zeros(count, dtype=np.int64)
+        for i in range(count):
+            out[i] = _guard(dec.decode, model(self._next, perfect=False))
+            self._next = self.predictor.feed(out[i : i + 1])[0]
+        return out
+
+    def observe(self, toks: np.ndarray) -> None:
+        """Feed tokens stored without coding."""
+        for _ in self._advance(np.asarray(toks, dtype=np.int64)):
+            pass
