@@ -19,8 +19,9 @@ module runs a :class:`~focalcodec.lm.model.TokenLM` in float64 numpy under three
    cannot change a result).
 
 A consequence used by the coder: feeding a packet's tokens in one chunk (encoder) or
-one by one (decoder) gives bit-identical probabilities, because each position's result
-depends only on its own window of ``context`` tokens.
+one by one (decoder) gives bit-identical probabilities, because every position's keys,
+values and outputs are computed by the same row-wise operations and exact sums over
+the same window of cached positions, however the tokens arrive.
 
 The price is a small approximation of the float model (15-bit weights and activations):
 its bits per token are reported next to the float model's in ``docs/entropy.md``.
