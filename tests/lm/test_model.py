@@ -136,3 +136,35 @@ def test_sampling_filters():
     assert torch.isinf(nucleus[:2]).all() and torch.isfinite(nucleus[2:]).all()
     with pytest.raises(ValueError, match="top_p"):
         filter_logits(logits, SamplingConfig(top_p=0.0))
+
+
+def test_exports_to_onnx_with_a_dynamic_length(tmp_path):
+    onnx = pytest.importorskip("onnxruntime")
+    model = tiny()
+
+    class Logits(torch.nn.Module):
+        def __init__(self, lm: TokenLM) -> None:
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, toks: torch.Tensor) -> torch.Tensor:
+            return self.lm(toks)[0]
+
+    path = tmp_path / "lm.onnx"
+    toks = torch.randint(0, 64, (1, 12))
+    torch.onnx.export(
+        Logits(model),
+        (toks,),
+        str(path),
+        input_names=["toks"],
+        output_names=["logits"],
+        dynamic_axes={"toks": {1: "time"}},
+        dynamo=False,
+    )
+    session = onnx.InferenceSession(str(path))
+    for length in (12, 20):
+        toks = torch.randint(0, 64, (1, length))
+        got = session.run(None, {"toks": toks.numpy()})[0]
+        with torch.no_grad():
+            want = model(toks)[0].numpy()
+        assert np.abs(got - want).max() < 1e-4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,19 @@ def test_packing_and_validation_windows(tokens):
     assert w0[-1] == w1[0]  # consecutive windows share one token
 
 
+@pytest.mark.parametrize("name", ["demo", "paper"])
+def test_shipped_lm_recipes_load(name):
+    path = Path(__file__).resolve().parents[2] / "configs" / "lm" / f"{name}.yaml"
+    cfg = load_lm_config(path)
+    assert cfg.stage == "lm" and cfg.data.source
+    if name == "paper":  # the paper's LM: 12 layers, width 512, 4 heads
+        assert (cfg.model.num_layers, cfg.model.dim, cfg.model.num_heads) == (
+            12,
+            512,
+            4,
+        )
+
+
 def test_bad_recipes_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="data.source"):
         load_lm_config(None, [])
@@ -115,12 +129,20 @@ def test_torchrun_two_cpu_processes(tokens, tmp_path):
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join(sys.path),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--standalone", "-m", "focalcodec", "lm", "train", *args],
-        capture_output=True, text=True, env=env, timeout=300,
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--standalone", "-m", "focalcodec", "lm", "train", *args]  # fmt: skip
+    # A session of its own, so that a hang is ended with every worker it started.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-2000:]
     assert (run_dir / "export" / "model.safetensors").is_file()
     assert (run_dir / "metrics.csv").is_file()
-    assert "bits_per_token=" in proc.stdout
+    assert "bits_per_token=" in stdout

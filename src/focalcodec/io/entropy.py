@@ -4,10 +4,11 @@ Two entropy models, both bit-exact on every machine, both coded with the range c
 `constriction <https://bamler-lab.github.io/constriction/>`_:
 
 * ``adaptive`` (:class:`AdaptiveCoder`) needs no weights. Each token is coded bit by bit,
-  most significant first; bit ``k`` is predicted from integer counts kept per context
-  (bit position, the same bit of the two previous tokens, whether the bits coded so far
-  repeat the previous token, and the previous bit of this token). Counts are integers
-  and the probability is one float64 division, so encoder and decoder agree exactly.
+  most significant first; bit ``k`` is predicted from integer counts of two experts
+  (the bit's position alone; the position refined by the previous token's bit, by
+  whether the token repeats the previous one so far and by the bits already coded),
+  mixed with Bayesian weights. Only integer counts and ``+ - * /`` in a fixed order are
+  involved, so encoder and decoder agree exactly on every machine.
 * ``lm`` (:class:`PredictiveCoder`) codes each token with the next-token distribution of
   a trained token LM, computed by :class:`focalcodec.lm.exact.ExactLM` in arithmetic that
   gives the same bits everywhere (see that module).
@@ -49,6 +50,10 @@ ENTROPY_NAMES = {ENTROPY_NONE: "none", ENTROPY_ADAPTIVE: "adaptive", ENTROPY_LM:
 HASH_SIZE = 8
 # Adaptive counts are halved when their sum reaches this: recent statistics weigh more.
 COUNT_LIMIT = 1024
+# Pseudo-counts that pull each refinement towards the coarser estimate before it.
+PRIOR = (4.0, 2.0, 2.0, 1.0)
+# Mass the mixture shares back between its two experts after every bit.
+SHARE = 1e-3
 # Tokens per LM forward pass when encoding (memory: CHUNK x codebook float64).
 CHUNK = 256
 
@@ -225,7 +230,19 @@ class AdaptiveModel:
 
 
 class AdaptiveCoder:
-    """Adaptive binary context model over the bits of each token.
+    """Adaptive binary context mixing over the bits of each token.
+
+    Bit ``k`` of a token (most significant first) is predicted by two experts, mixed
+    with Bayesian weights (each multiplied by the probability it gave the actual bit,
+    renormalised, then a little mass shared back so the mix can switch):
+
+    * ``position``: how often bit ``k`` was 1, whatever came before (speech);
+    * ``context``: the same estimate refined in three steps, by the same bit of the
+      previous token, by whether this token repeats the previous one so far, and by
+      the bits of this token already coded (silence, tones and repeated patterns).
+
+    Counts are integers; probabilities use only ``+ - * /`` in a fixed order, so every
+    machine computes the same bits.
 
     Parameters
     ----------
@@ -238,41 +255,56 @@ class AdaptiveCoder:
 
     def __init__(self, bits: int) -> None:
         self.bits = bits
-        size = bits * 16
-        self.n0 = [0] * size
-        self.n1 = [0] * size
-        self.prev = self.prev2 = 0
+        self.counts: list[dict] = [{} for _ in range(4)]  # one table per refinement
+        self.weights = [0.5, 0.5]
+        self.prev = 0
+
+    def _predict(self, keys: tuple) -> tuple[float, float]:
+        """(position expert, context expert) probabilities of a 1."""
+        p, experts = 0.5, []
+        for level, key in enumerate(keys):
+            n0, n1 = self.counts[level].get(key, (0, 0))
+            p = (n1 + PRIOR[level] * p) / (n0 + n1 + PRIOR[level])
+            if level == 0:
+                experts.append(p)
+                p = 0.5 * (p + 0.5)  # the context expert starts less sure
+        experts.append(p)
+        return experts[0], experts[1]
+
+    def _update(self, keys: tuple, bit: int, p_pos: float, p_ctx: float) -> None:
+        for level, key in enumerate(keys):
+            n0, n1 = self.counts[level].get(key, (0, 0))
+            n0, n1 = (n0, n1 + 1) if bit else (n0 + 1, n1)
+            if n0 + n1 >= COUNT_LIMIT:
+                n0, n1 = (n0 + 1) // 2, (n1 + 1) // 2
+            self.counts[level][key] = (n0, n1)
+        w0 = self.weights[0] * (p_pos if bit else 1.0 - p_pos)
+        w1 = self.weights[1] * (p_ctx if bit else 1.0 - p_ctx)
+        total = w0 + w1
+        self.weights = [
+            (1.0 - SHARE) * (w0 / total) + 0.5 * SHARE,
+            (1.0 - SHARE) * (w1 / total) + 0.5 * SHARE,
+        ]
 
     def _token(self, tok: int | None, out: list) -> int:
-        """Code (tok given) or prepare to decode one token, bit by bit.
-
-        With ``tok``, appends ``(bit, p1)`` pairs to ``out`` and returns ``tok``. With
-        ``tok`` None, ``out`` is ``[decode_bit]`` and the token is built from its calls.
-        """
-        value, match, last = 0, 1, 0
+        """Code one token (``tok`` given: appends ``(bit, p1)`` to ``out``) or decode
+        one (``tok`` None: ``out[0](p1)`` returns each bit)."""
+        value, match = 0, 1
         for k in range(self.bits):
             shift = self.bits - 1 - k
             a = (self.prev >> shift) & 1
-            ctx = (((k * 2 + a) * 2 + ((self.prev2 >> shift) & 1)) * 2 + match) * 2
-            ctx += last
-            n0, n1 = self.n0[ctx], self.n1[ctx]
-            p1 = (2 * n1 + 1) / (2 * (n0 + n1) + 2)  # KT estimate: one float64 division
+            keys = ((k,), (k, a), (k, a, match), (k, a, match, value))
+            p_pos, p_ctx = self._predict(keys)
+            p1 = self.weights[0] * p_pos + self.weights[1] * p_ctx
             if tok is None:
                 bit = out[0](p1)
             else:
                 bit = (tok >> shift) & 1
                 out.append((bit, p1))
-            if bit:
-                n1 += 1
-            else:
-                n0 += 1
-            if n0 + n1 >= COUNT_LIMIT:
-                n0, n1 = (n0 + 1) // 2, (n1 + 1) // 2
-            self.n0[ctx], self.n1[ctx] = n0, n1
+            self._update(keys, bit, p_pos, p_ctx)
             value = (value << 1) | bit
             match &= int(bit == a)
-            last = bit
-        self.prev2, self.prev = self.prev, value
+        self.prev = value
         return value
 
     def encode(self, toks: np.ndarray) -> bytes:
@@ -301,7 +333,7 @@ class AdaptiveCoder:
         return np.array([self._token(None, [bit]) for _ in range(count)], np.int64)
 
     def observe(self, toks: np.ndarray) -> None:
-        """Update the counts with tokens stored without coding."""
+        """Update the model with tokens stored without coding."""
         for tok in np.asarray(toks, dtype=np.int64).tolist():
             self._token(int(tok), [])
 
