@@ -8,12 +8,13 @@ Three steps (``benchmarks/lm_demo.sh`` runs them in order):
     # 3. sizes and bits per token on the held-out test split, silence and tones
     python benchmarks/bench_entropy.py measure --codec CODEC --lm runs/lm_demo/train/export \
         --golden tests/data/golden --json benchmarks/results/entropy.json \
-        --curves docs/figures/lm_demo_curves.png --run runs/lm_demo/train
+        --curves docs/figures/lm_demo_curves.png --runs runs/lm_demo/train
 
 Every file is compressed with ``focalcodec.io.compress`` exactly as ``focalcodec encode``
 does (plain, ``--entropy adaptive``, ``--entropy lm:DIR``), decoded back, and its tokens
-compared with the plain file's: every row below is lossless or the script fails. Sizes
-are whole files (header and CRCs included); bits per token count the token payloads.
+compared with the plain file's: every row is lossless or the script fails. Sizes are
+whole files (header and CRCs included); bits per token count the token payloads;
+``coded_files`` counts the files where coding won (the others are stored plain).
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ def tokenize(args: argparse.Namespace) -> None:
         for entry in scan(args.manifest):
             sig, rate = load_audio(entry.path)
             toks, _ = encode_tokens(sig, rate, codec, name=str(entry.path))
-            yield {"id": entry.id, "path": str(entry.path), "tokens": toks, **entry.meta}
+            yield {
+                "id": entry.id,
+                "path": str(entry.path),
+                "tokens": toks,
+                **entry.meta,
+            }
 
     write_tokens(args.output, items(), codec, force=args.force)
 
@@ -76,13 +82,20 @@ def code(toks: np.ndarray, num_samples: int, header, entropy) -> tuple:
     decoded = time.perf_counter()
     if not np.array_equal(back, toks):
         raise SystemExit("entropy coding is not lossless: the benchmark is invalid")
-    return len(data), reader.stats.payload_bytes, encoded - start, decoded - encoded
+    coded = reader.header.version == bitstream.ENTROPY_VERSION
+    return (
+        len(data),
+        reader.stats.payload_bytes,
+        encoded - start,
+        decoded - encoded,
+        coded,
+    )
 
 
 def measure_set(codec, sigs: dict[str, tuple], models: dict) -> dict:
     """Totals over a set of signals for each entropy model."""
     totals = {
-        name: {"bytes": 0, "payload_bytes": 0, "encode": 0.0, "decode": 0.0}
+        name: {"bytes": 0, "payload_bytes": 0, "encode": 0.0, "decode": 0.0, "coded": 0}
         for name in models
     }
     tokens = audio = 0
@@ -94,7 +107,8 @@ def measure_set(codec, sigs: dict[str, tuple], models: dict) -> dict:
         audio += num_samples / codec.sample_rate_input
         row = {}
         for name, model in models.items():
-            size, payload, enc, dec = code(toks, num_samples, header, model)
+            size, payload, enc, dec, coded = code(toks, num_samples, header, model)
+            totals[name]["coded"] += coded
             totals[name]["bytes"] += size
             totals[name]["payload_bytes"] += payload
             totals[name]["encode"] += enc
@@ -108,6 +122,7 @@ def measure_set(codec, sigs: dict[str, tuple], models: dict) -> dict:
             "bits_per_token": 8 * tot["payload_bytes"] / max(tokens, 1),
             "file_bitrate": 8 * tot["bytes"] / max(audio, 1e-9),
             "relative_size": tot["bytes"] / max(totals["plain"]["bytes"], 1),
+            "coded_files": tot["coded"],
             "encode_seconds": round(tot["encode"], 3),
             "decode_seconds": round(tot["decode"], 3),
         }
@@ -137,40 +152,78 @@ def measure(args: argparse.Namespace) -> None:
     result["rows"][f"{name}/synthetic"], result["synthetic_bytes"] = measure_set(
         codec, tones, models
     )
+    streams = [encode_tokens(s, r, codec)[0] for s, r in speech.values()]
     if args.lm:
-        streams = [encode_tokens(s, r, codec)[0] for s, r in speech.values()]
         result["lm_eval_test"] = evaluate_tokens(load_lm(args.lm), streams, exact=True)
+    if args.tokens:
+        result["unigram"] = unigram(args.tokens, streams)
     for case in sorted(Path(args.golden).iterdir()) if args.golden else []:
         if not (case / "config.json").is_file():
             continue
         golden = FocalCodec.from_pretrained(case).eval()
         ad = {"plain": None, "adaptive": "adaptive"}
         subset = dict(list(speech.items())[: args.golden_limit])
-        result["rows"][f"golden/{case.name}/speech_test"], _ = measure_set(golden, subset, ad)
-        result["rows"][f"golden/{case.name}/synthetic"], _ = measure_set(golden, tones, ad)
+        result["rows"][f"golden/{case.name}/speech_test"], _ = measure_set(
+            golden, subset, ad
+        )
+        result["rows"][f"golden/{case.name}/synthetic"], _ = measure_set(
+            golden, tones, ad
+        )
     result["machine"] = f"{platform.machine()} {platform.processor()}".strip()
-    if args.curves and args.run:
-        result["curves"] = plot(Path(args.run), Path(args.curves))
+    if args.curves and args.runs:
+        result["runs"] = plot([Path(r) for r in args.runs], Path(args.curves))
     text = json.dumps(result, indent=2) + "\n"
     with atomic_write(args.json, force=True) as fileobj:
         fileobj.write(text.encode())
     print(text)
 
 
-def plot(run: Path, path: Path) -> dict:
-    """Training and validation curves of an LM run; returns the last values."""
+def unigram(folder: str, test: list[np.ndarray]) -> dict:
+    """Entropy of the train split's token frequencies, and the cross-entropy of the
+    test tokens under them (add-1/2 smoothing): what a context-free model could do."""
+    from focalcodec.io.tokens import TokenDataset
+
+    ds = TokenDataset(folder, split="train")
+    size = int(ds.meta["codebook_size"])
+    counts = np.zeros(size)
+    for i in range(len(ds)):
+        counts += np.bincount(ds[i]["tokens"], minlength=size)
+    train = counts / counts.sum()
+    smooth = (counts + 0.5) / (counts.sum() + 0.5 * size)
+    toks = np.concatenate(test)
+    return {
+        "train_tokens": int(counts.sum()),
+        "train_entropy_bits": float(
+            -np.sum(train[train > 0] * np.log2(train[train > 0]))
+        ),
+        "test_cross_entropy_bits": float(-np.mean(np.log2(smooth[toks]))),
+    }
+
+
+def plot(runs: list[Path], path: Path) -> dict:
+    """Bits-per-token curves of LM runs (one panel per run and split).
+
+    Returns each run's model config and its validation points.
+    """
+    import yaml
+
     from focalcodec.train.logger import read_metrics
     from focalcodec.train.plots import plot_curves
 
-    rows = read_metrics(run / "metrics.csv")
     curves: dict[str, list] = {}
-    for row in rows:
-        if row["name"] == "bits_per_token":
-            curves.setdefault(f"{row['split']} bits/token", []).append(
-                (int(row["step"]), float(row["value"]))
-            )
-    plot_curves(curves, path, title="token LM on the demo codec's tokens")
-    return {k: v[-1] for k, v in curves.items()}
+    out = {}
+    for run in runs:
+        model = yaml.safe_load((run / "config.yaml").read_text())["model"]
+        label = "{num_layers}x{dim}, ctx {context}, dropout {dropout}".format(**model)
+        for row in read_metrics(run / "metrics.csv"):
+            if row["name"] == "bits_per_token":
+                curves.setdefault(f"{row['split']} bits/token\n{label}", []).append(
+                    (int(row["step"]), float(row["value"]))
+                )
+        valid = curves.get(f"valid bits/token\n{label}", [])
+        out[str(run)] = {"model": model, "valid_bits_per_token": valid}
+    plot_curves(curves, path, title="token LM on the demo codec's tokens (CPU)")
+    return out
 
 
 def main() -> None:
@@ -186,11 +239,12 @@ def main() -> None:
     p.add_argument("--lm", help="token LM folder trained on the codec's tokens")
     p.add_argument("--manifest", default="../shared/audio/manifest.jsonl")
     p.add_argument("--golden", help="folder of golden models (adaptive rows)")
+    p.add_argument("--tokens", help="the token folder (unigram statistics)")
     p.add_argument("--limit", type=int, help="test files (default: all)")
     p.add_argument("--golden-limit", type=int, default=40)
     p.add_argument("--json", required=True)
-    p.add_argument("--curves", help="PNG of the LM run's curves")
-    p.add_argument("--run", help="the LM run folder (for --curves)")
+    p.add_argument("--curves", help="PNG of the LM runs' curves")
+    p.add_argument("--runs", nargs="*", help="LM run folders (for --curves)")
     args = parser.parse_args()
     {"tokenize": tokenize, "measure": measure}[args.command](args)
 

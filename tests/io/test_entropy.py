@@ -31,8 +31,8 @@ from focalcodec.lm import LMConfig, LMEntropyModel, TokenLM, save_lm
 pytest.importorskip("constriction")
 
 CODEC_HASH = bytes.fromhex("6253212b33678f07")
-# Header field of version 2: entropy id (1 byte) + model hash (8 bytes).
-HEADER_EXTRA = 1 + bs.HASH_SIZE
+# Header field of version 2: the entropy model id, plus the LM hash for an LM.
+ADAPTIVE_EXTRA, LM_EXTRA = 1, 1 + bs.HASH_SIZE
 
 
 def header(bits: int) -> bs.Header:
@@ -124,8 +124,10 @@ def test_adaptive_roundtrip_is_lossless(stream, cuts):
     split = packets_bytes(toks, bits, cuts, AdaptiveModel())
     assert np.array_equal(roundtrip(split), toks)
     plain = packets_bytes(toks, bits, cuts, None)
-    # Fallback: coded never exceeds plain by more than the header field.
-    assert len(split) <= len(plain) + HEADER_EXTRA
+    # Fallback: coded never exceeds plain by more than the header field, and a whole
+    # file written at once never exceeds it at all.
+    assert len(split) <= len(plain) + ADAPTIVE_EXTRA
+    assert len(whole) <= len(tokens_to_bytes(toks, len(toks) * 320, header(bits)))
 
 
 @settings(max_examples=40, deadline=None)
@@ -152,7 +154,7 @@ def test_lm_roundtrip_is_lossless(lm_dir, lm_text, toks, cuts):
     data = packets_bytes(toks, 4, cuts, model)
     assert np.array_equal(roundtrip(data, model), toks)
     plain = packets_bytes(toks, 4, cuts, None)
-    assert len(data) <= len(plain) + HEADER_EXTRA
+    assert len(data) <= len(plain) + LM_EXTRA
 
 
 def test_predictable_tokens_are_coded(lm_dir, lm_text):
@@ -177,14 +179,20 @@ def test_repetitive_tokens_compress():
 def test_incompressible_tokens_fall_back_to_packing(lm_dir):
     toks = np.random.default_rng(0).integers(0, 16, 3000)
     plain = tokens_to_bytes(toks, 1, header(4))
-    for model in ("adaptive", LMEntropyModel(lm_dir)):
-        coded = tokens_to_bytes(toks, 1, header(4), model)
-        assert len(coded) <= len(plain) + HEADER_EXTRA
-        assert np.array_equal(roundtrip(coded, model), toks)
+    for model, extra in (
+        ("adaptive", ADAPTIVE_EXTRA),
+        (LMEntropyModel(lm_dir), LM_EXTRA),
+    ):
+        # Packet by packet (streaming): at most the header field more than plain.
+        streamed = packets_bytes(toks, 4, [1000, 2000], resolve_entropy(model))
+        assert len(streamed) <= len(packets_bytes(toks, 4, [1000, 2000], None)) + extra
+        assert np.array_equal(roundtrip(streamed, model), toks)
+        # At once: the plain file itself when coding saves nothing.
+        assert tokens_to_bytes(toks, 1, header(4), model) == plain
 
 
-def test_wrong_lm_is_refused(lm_dir, tmp_path):
-    toks = np.tile(np.arange(16), 20)
+def test_wrong_lm_is_refused(lm_dir, lm_text, tmp_path):
+    toks = lm_text
     right = LMEntropyModel(lm_dir)
     data = tokens_to_bytes(toks, 1, header(4), right)
     assert bs.Reader(io.BytesIO(data)).header.entropy_hash == right.entropy_hash
@@ -216,11 +224,16 @@ def test_header_v2_fields_and_checks(lm_dir):
     )
     raw = h.to_bytes()
     assert raw[3] == bs.ENTROPY_VERSION == 2
-    assert len(raw) == len(header(4).to_bytes()) + 1 + HEADER_EXTRA  # + name "x"
+    assert len(raw) == len(header(4).to_bytes()) + 1 + LM_EXTRA  # + name "x"
+    adaptive = bs.Header(4, CODEC_HASH, "", 16000, 16000, 320, 0, ENTROPY_ADAPTIVE)
+    assert len(adaptive.to_bytes()) == len(header(4).to_bytes()) + ADAPTIVE_EXTRA
+    assert bs.Reader(io.BytesIO(adaptive.to_bytes())).header == adaptive
     assert bs.Reader(io.BytesIO(raw + b"")).header == h
     assert header(4).version == bs.VERSION == 1  # plain files stay version 1
     with pytest.raises(FormatError, match="entropy model"):
         bs.Header(4, CODEC_HASH, "", 16000, 16000, 320, 0, 7)
+    with pytest.raises(FormatError, match="zeros unless an LM"):
+        bs.Header(4, CODEC_HASH, "", 16000, 16000, 320, 0, ENTROPY_ADAPTIVE, b"\1" * 8)
     # A version-2 header naming no or an unknown entropy model is refused.
     body = bytearray(h.to_bytes()[:-4])
     for kind in (0, 9):

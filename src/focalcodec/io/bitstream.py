@@ -98,11 +98,9 @@ class Header:
         Input samples per token, so the token rate is ``sample_rate_input / hop_length``.
     source_sample_rate
         The rate of the audio before it was resampled for the model (0 when unknown).
-    entropy
-        The entropy model of coded packets: ``ENTROPY_NONE`` (a version-1 file),
-        ``ENTROPY_ADAPTIVE`` or ``ENTROPY_LM``.
-    entropy_hash
-        Identity of that model: the first 8 bytes of the LM hash, zeros otherwise.
+    entropy, entropy_hash
+        The entropy model of coded packets (``ENTROPY_NONE``: a version-1 file) and,
+        for ``ENTROPY_LM`` only, the first 8 bytes of the LM's hash (zeros otherwise).
     """
 
     bits_per_token: int
@@ -134,8 +132,12 @@ class Header:
             raise FormatError(f"source_sample_rate must be in [0, {MAX_RATE}]")
         if self.entropy not in coding.ENTROPY_NAMES:
             raise FormatError(f"unknown entropy model {self.entropy}")
-        if len(self.entropy_hash) != HASH_SIZE:
-            raise FormatError(f"entropy model hash must be {HASH_SIZE} bytes")
+        if len(self.entropy_hash) != HASH_SIZE or (
+            self.entropy != coding.ENTROPY_LM and self.entropy_hash != NO_HASH
+        ):
+            raise FormatError(
+                f"entropy model hash must be {HASH_SIZE} bytes, zeros unless an LM"
+            )
 
     @property
     def version(self) -> int:
@@ -166,7 +168,8 @@ class Header:
                 _varint(self.sample_rate_output),
                 _varint(self.hop_length),
                 _varint(self.source_sample_rate),
-                bytes([self.entropy]) + self.entropy_hash if self.version > 1 else b"",
+                bytes([self.entropy]) if self.version > 1 else b"",
+                self.entropy_hash if self.entropy == coding.ENTROPY_LM else b"",
             ]
         )
         return body + _CRC.pack(zlib.crc32(body))
@@ -398,7 +401,7 @@ class Writer:
         payload = pack_tokens(toks, self.header.bits_per_token)
         if self.coder is not None and len(toks):
             # The coder advances either way; a packet is stored coded only when that
-            # is smaller, so coding never costs more than the header's 9 bytes.
+            # is smaller, so coding never costs more than the header field.
             data = self.coder.encode(toks)
             framed = _varint(len(data)) + data
             if len(framed) < len(payload):
@@ -443,7 +446,7 @@ class Reader:
             self.attach(coder)
 
     def attach(self, coder: PacketCoder | None) -> None:
-        """Use ``coder`` for the coded packets; before the first packet only."""
+        """Use ``coder`` for coded packets (call before reading any packet)."""
         if self.stats.packets:
             raise FormatError("attach the entropy coder before reading packets")
         coding.check_coder(self.header.entropy, self.header.entropy_hash, coder)
@@ -539,12 +542,12 @@ def _read_header(fileobj: BinaryIO) -> tuple[Header, int]:
     rates = [src.varint(f) for f in ("input rate", "output rate", "hop", "source rate")]
     kind, kind_hash = ENTROPY_NONE, NO_HASH
     if version >= ENTROPY_VERSION:
-        kind, kind_hash = src.take(1)[0], src.take(HASH_SIZE)
+        kind = src.take(1)[0]
+        if kind not in set(coding.ENTROPY_NAMES) - {ENTROPY_NONE}:
+            raise FormatError(f"header: unknown entropy model {kind}")
+        if kind == coding.ENTROPY_LM:
+            kind_hash = src.take(HASH_SIZE)
     crc = src.check_crc(0)
-    if version >= ENTROPY_VERSION and kind not in set(coding.ENTROPY_NAMES) - {
-        ENTROPY_NONE
-    }:
-        raise FormatError(f"header: unknown entropy model {kind}")
     try:
         header = Header(bits, model_hash, name.decode("utf-8"), *rates, kind, kind_hash)
     except UnicodeDecodeError as exc:

@@ -352,16 +352,19 @@ def tokens_to_bytes(
     """Container bytes of tokens (L,), entropy-coded when ``entropy`` is given.
 
     ``header`` is a plain header (see :func:`header_for`); the entropy model's fields
-    are filled in here.
+    are filled in here. When coding saves nothing, the plain (version 1) container is
+    returned: the result is never larger than plain packing.
     """
+    plain = bitstream.dumps(header, toks, num_samples)
     model = resolve_entropy(entropy)
-    coder = None
-    if model is not None:
-        header = dataclasses.replace(
-            header, entropy=model.entropy, entropy_hash=model.entropy_hash
-        )
-        coder = model.coder(header.bits_per_token, header.model_hash)
-    return bitstream.dumps(header, toks, num_samples, coder)
+    if model is None:
+        return plain
+    header = dataclasses.replace(
+        header, entropy=model.entropy, entropy_hash=model.entropy_hash
+    )
+    coder = model.coder(header.bits_per_token, header.model_hash)
+    coded = bitstream.dumps(header, toks, num_samples, coder)
+    return coded if len(coded) < len(plain) else plain
 
 
 def compress_to_file(
