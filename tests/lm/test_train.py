@@ -120,6 +120,17 @@ def test_bad_recipes_are_refused(tmp_path):
         load_lm_config(None, ["data.source=x", "model.width=3"])
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_training_on_a_gpu(tokens, tmp_path):
+    metrics = train(
+        tokens, tmp_path, "trainer.max_steps=30", "trainer.device=cuda",
+        "trainer.precision=bf16",
+    )  # fmt: skip
+    assert metrics["bits_per_token"] < 5.0
+    assert load_lm(tmp_path / "export").cfg.codebook_size == 32
+
+
 def test_torchrun_two_cpu_processes(tokens, tmp_path):
     """`torchrun --nproc-per-node 2 -m focalcodec lm train` trains with DDP on gloo."""
     run_dir = tmp_path / "ddp"

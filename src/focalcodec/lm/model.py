@@ -48,8 +48,9 @@ class LMConfig:
     mlp_ratio
         Hidden width of the MLP over ``dim``.
     context
-        Tokens each position sees (itself included): the training block length and the
-        sliding window of generation and entropy coding.
+        Tokens each attention layer looks at (the position itself included): the
+        training block length, and the sliding window of generation and entropy coding
+        (stacked layers reach further back through the cached keys and values).
     dropout
         Dropout on the residual branches during training.
     codec_hash
