@@ -37,6 +37,7 @@ IO_LEAVES = {
     "focalcodec.io.atomic",
     "focalcodec.io.audio",
     "focalcodec.io.bitstream",
+    "focalcodec.io.entropy",
     "focalcodec.io.manifest",
 }
 
