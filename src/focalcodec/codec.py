@@ -6,7 +6,9 @@
 Method names, signatures and call forms are the original package's (``docs/migration.md``).
 The method bodies handle whole signals; the original streaming form, with states threaded
 by the caller, is routed to :mod:`focalcodec.streaming.threaded`, and
-``codec.streaming()`` opens a session that owns the states.
+``codec.streaming()`` opens a session that owns the states. The step functions
+(``encode_step``, ``decode_step``) are what :mod:`focalcodec.streaming` builds on.
+``FocalCodec`` satisfies :class:`focalcodec.protocol.Codec`, as the ONNX backend does.
 
 Batches and ``length``: ``length`` (B,) gives the fraction of the time axis that is real for
 each item. Unlike the original, every item then gives exactly what it gives on its own: items
@@ -30,7 +32,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .config import SLOTS, config_hash, normalize_config, registry
-from .errors import AudioError, ConfigError, InputError
+from .errors import AudioError, ConfigError, InputError, StreamingError
 from .modules.knn import knn
 from .streaming.threaded import fit_length, stateful
 
@@ -112,8 +114,18 @@ class FocalCodec(nn.Module):
 
     @property
     def sample_rate_output(self) -> int:
-        ratio = self.decoder.upsample_factor / self.encoder.downsample_factor
-        return int(self.sample_rate_input * ratio)
+        """Output samples per second: ``token_rate * output_hop_length``."""
+        return self.sample_rate_input * self.output_hop_length // self.hop_length
+
+    @property
+    def hop_length(self) -> int:
+        """Input samples per token (320 at 50 Hz); the one owner of the token hop."""
+        return self.encoder.downsample_factor * self.compressor.downsample_factor
+
+    @property
+    def output_hop_length(self) -> int:
+        """Output samples per token: decompressor frames times decoder samples."""
+        return self.decompressor.upsample_factor * self.decoder.upsample_factor
 
     @property
     def sample_rate(self) -> int:
@@ -137,6 +149,21 @@ class FocalCodec(nn.Module):
         return self.encoder.chunk_size
 
     @property
+    def chunk_tokens(self) -> int:
+        """Tokens per streaming step (``chunk_size`` over ``hop_length``)."""
+        if self.chunk_size % self.hop_length:
+            raise StreamingError(
+                f"chunk_size {self.chunk_size} is not a whole number of {self.hop_length}"
+                "-sample token hops: this model's config cannot stream"
+            )
+        return self.chunk_size // self.hop_length
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest input: one encoder frame (320 samples, 20 ms, for WavLM)."""
+        return self.encoder.downsample_factor
+
+    @property
     def latency(self) -> float | None:
         """Algorithmic latency in ms for causal models, None otherwise."""
         if not self.causal:
@@ -154,13 +181,22 @@ class FocalCodec(nn.Module):
     @property
     def token_rate(self) -> float:
         """Tokens per second."""
-        hop = self.encoder.downsample_factor * self.compressor.downsample_factor
-        return self.sample_rate_input / hop
+        return self.sample_rate_input / self.hop_length
 
     @property
     def bitrate(self) -> float:
         """Bits per second of the token stream."""
         return self.token_rate * self.bits_per_token
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are; inputs are moved there."""
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating-point type of the weights, and of waveforms going in."""
+        return next(self.parameters()).dtype
 
     @property
     def codebook(self) -> Tensor:
@@ -357,7 +393,29 @@ class FocalCodec(nn.Module):
             raise InputError("matching_set is empty: give at least one reference frame")
         return knn(input, matching_set.to(input), topk, num_splits)
 
-    # -- streaming (implemented in session.py) ------------------------------------------
+    # -- streaming (implemented in streaming/) -------------------------------------------
+
+    # What the step functions can do (see focalcodec.protocol.Codec).
+    supports_partial_steps = supports_knn = True
+
+    def new_stream_state(self):
+        """An empty :class:`~focalcodec.streaming.steps.StreamState` (no stream yet)."""
+        from .streaming.steps import StreamState
+
+        return StreamState()
+
+    def encode_step(self, sig: Tensor, state=None) -> tuple[Tensor, Tensor, Any]:
+        """Samples (B, n) -> tokens (B, l), codes (B, l, C), state (``streaming.steps``)."""
+        from .streaming.steps import encode_step
+
+        return encode_step(self, sig, state)
+
+    def decode_step(self, codes, state=None, matching_set=None, topk: int = 4):
+        """Codes (B, l, C) or tokens (B, l) -> samples (B, m), state (``streaming.steps``)."""
+        from .streaming.steps import decode_step
+
+        codes = self.toks_to_codes(codes) if codes.dim() == 2 else codes
+        return decode_step(self, codes, state, matching_set, topk)
 
     def streaming(self, batch_size: int = 1, **options):
         """A streaming session (causal models): ``with codec.streaming() as stream:``.
@@ -468,7 +526,7 @@ class FocalCodec(nn.Module):
                 f"audio must be floating point in [-1, 1], got {sig.dtype}; for int16 "
                 "PCM divide by 32768"
             )
-        minimum = self.encoder.downsample_factor
+        minimum = self.min_samples
         if sig.shape[0] == 0 or sig.shape[1] < minimum:
             raise AudioError(
                 f"audio is too short: {sig.shape[1]} samples, need at least {minimum} "
@@ -476,8 +534,7 @@ class FocalCodec(nn.Module):
             )
         if not torch.isfinite(sig).all():
             raise AudioError("audio contains NaN or infinite samples")
-        weight = next(self.parameters())
-        return sig.to(device=weight.device, dtype=weight.dtype)
+        return sig.to(device=self.device, dtype=self.dtype)
 
     def _check_toks(self, toks: Tensor) -> Tensor:
         if not torch.is_tensor(toks) or toks.is_floating_point() or toks.dim() < 1:

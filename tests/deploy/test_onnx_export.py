@@ -16,16 +16,16 @@ import pytest
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.deploy.onnx_export import (
+from focalcodec.deploy import onnx_graphs
+from focalcodec.deploy.onnx_export import export_onnx, min_samples
+from focalcodec.deploy.onnx_graphs import (
     DFTISTFTHead,
-    export_onnx,
     inverse_rdft_basis,
-    min_samples,
     stream_template,
 )
 from focalcodec.errors import InputError
 from focalcodec.io.atomic import OutputExistsError
-from focalcodec.modules import layers
+from focalcodec.modules.attention import GatedRelativeAttention
 from focalcodec.streaming.steps import decode_step, encode_step
 from support import AUDIO_TOL, CAUSAL, GOLDEN_CASES, exported, load_golden, max_abs
 
@@ -282,14 +282,50 @@ def test_export_refuses_to_overwrite_and_restores_the_core(
         export_onnx(codec, tmp_path / "other", streaming=True)
 
 
-def test_tracing_leaves_the_padding_helper_untouched(
-    tmp_path_factory, golden_dir: Path
-) -> None:
-    exported(tmp_path_factory, golden_dir, "causal_wavenext_50hz")
-    from focalcodec.modules import convnext, focalnet, wavlm
+def test_export_leaves_the_model_untouched(tmp_path: Path, golden_dir: Path) -> None:
+    codec = FocalCodec.from_pretrained(golden_dir / "causal_vocos_25hz_postnorm").eval()
+    modules = [(name, type(m)) for name, m in codec.named_modules()]
+    weights = {k: v.clone() for k, v in codec.state_dict().items()}
+    export_onnx(codec, tmp_path)
+    assert [(name, type(m)) for name, m in codec.named_modules()] == modules
+    for name, value in codec.state_dict().items():
+        assert torch.equal(value, weights[name]), name
 
-    for module in (convnext, focalnet, wavlm):
-        assert module.extend_left is layers.extend_left
+
+def test_trace_view_swaps_modules_of_a_copy_that_shares_the_weights(
+    golden_dir: Path,
+) -> None:
+    codec = FocalCodec.from_pretrained(golden_dir / "causal_wavenext_50hz").eval()
+    flag = onnx_graphs.StartFlag()
+    view = onnx_graphs.trace_view(codec, flag)
+    layer, original = (
+        model.encoder.encoder.layers[0].attention for model in (view, codec)
+    )
+    # The trace runs the core attention code: a subclass with only ``heads`` replaced.
+    assert type(layer) is onnx_graphs.GraphCacheAttention
+    assert isinstance(layer, GatedRelativeAttention)
+    assert type(original) is GatedRelativeAttention
+    assert layer.qkv_proj.weight is original.qkv_proj.weight
+    swapped = [m for m in view.modules() if isinstance(m, onnx_graphs.PlainConv)]
+    weights = {id(p) for p in codec.parameters()}
+    assert swapped and all(id(m.conv.weight) in weights for m in swapped)
+    # Eagerly, the view's step gives the model's own step at the start of a stream.
+    template = stream_template(codec)
+    step = onnx_graphs.StreamEncoderStep(codec, template)
+    sig = 0.1 * torch.randn(
+        2, codec.chunk_size, generator=torch.Generator().manual_seed(4)
+    )
+    flat = template.flatten()
+    inputs = [
+        torch.zeros(
+            (2, *flat[n].shape[1:]) if flat[n].dim() else (), dtype=flat[n].dtype
+        )
+        for n in step.names
+    ]
+    with torch.no_grad():
+        toks, *_ = step(sig, torch.tensor(True), *inputs)
+        ref, _, _ = encode_step(codec, sig)
+    assert torch.equal(toks, ref)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import torch
 
 from focalcodec.errors import AudioError, CheckpointError, InputError, StreamingError
 from focalcodec.io.compress import compress, decompress
+from focalcodec.protocol import Codec
 from focalcodec.streaming.session import StreamingSession
 from focalcodec.streaming.steps import decode_step, encode_step
 from support import AUDIO_TOL, exported, max_abs, without_stream_graphs
@@ -50,8 +51,19 @@ def test_properties_match_the_model(pair) -> None:
         "codebook_size",
         "bits_per_token",
         "bitrate",
+        "hop_length",
+        "output_hop_length",
+        "chunk_tokens",
+        "device",
+        "dtype",
+        "training",
     ):
         assert getattr(runtime, name) == getattr(codec, name), name
+    assert isinstance(runtime, Codec) and isinstance(codec, Codec)
+    # The stand-in declares what it cannot do instead of faking nn.Module methods.
+    assert not runtime.supports_partial_steps and not runtime.supports_knn
+    for name in ("eval", "to", "parameters", "encoder", "compressor"):
+        assert not hasattr(runtime, name), name
     assert runtime.config_hash() == codec.config_hash()
     assert runtime.config == codec.config
     assert runtime.info()["num_total_params"] == codec.info()["num_total_params"]
@@ -151,8 +163,8 @@ def test_bad_inputs_give_clear_errors(pair) -> None:
         runtime.toks_to_sig(torch.tensor([[0, 1]]), matching_set=torch.zeros(3, 64))
     with pytest.raises(StreamingError, match="no streaming graphs"):
         runtime.encode_step(_noise(1, runtime.chunk_size))
-    with pytest.raises(InputError, match="not on torch device"):
-        runtime.to("cuda")
+    with pytest.raises(StreamingError, match="not causal"):
+        runtime.new_stream_state()
 
 
 @pytest.mark.parametrize("pair", [NONCAUSAL], indirect=True)

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 write_line(f"saved speaker bank {args.save_bank} ({len(bank)} frames)")
     if not args.inputs:
         return 0
-    bank = bank.to(next(codec.parameters()).device)
+    bank = bank.to(codec.device)
 
     def work(item: Item) -> None:
         container = _tokens_of(item, codec)

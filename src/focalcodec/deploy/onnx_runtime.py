@@ -1,8 +1,10 @@
 """ONNX Runtime backend: the codec calls of the CLI, run on graphs from ``export_onnx``.
 
-:class:`OnnxCodec` reads a directory written by :func:`focalcodec.deploy.onnx_export.export_onnx` and
-offers the calls that encoding, decoding, resynthesis and streaming use, with the
-:class:`~focalcodec.FocalCodec` names and shapes, so it can stand in for the model::
+:class:`OnnxCodec` reads a directory written by
+:func:`focalcodec.deploy.onnx_export.export_onnx` and implements
+:class:`focalcodec.protocol.Codec` (rates, offline calls, streaming steps) with the
+:class:`~focalcodec.FocalCodec` names and shapes, so code written against the protocol
+runs it unchanged::
 
     codec = OnnxCodec("exported/focalcodec_50hz")
     toks = codec.sig_to_toks(sig)                     # (B, N) -> (B, L) int64
@@ -19,10 +21,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,7 @@ class _Graph:
 
 
 class OnnxCodec:
-    """A FocalCodec export run with ONNX Runtime on CPU (or another provider).
+    """A FocalCodec export run with ONNX Runtime; a :class:`focalcodec.protocol.Codec`.
 
     Parameters
     ----------
@@ -81,7 +82,10 @@ class OnnxCodec:
         ONNX Runtime execution providers; default ``["CPUExecutionProvider"]``.
     """
 
+    # The graphs hold no dropout; they stream whole chunks only, without kNN matching.
     training = False
+    supports_partial_steps = False
+    supports_knn = False
 
     def __init__(
         self,
@@ -97,15 +101,6 @@ class OnnxCodec:
             name: _Graph(spec) for name, spec in self.manifest["graphs"].items()
         }
         self.model_id = self.manifest.get("model_id")
-        # Read-only stand-ins for code that takes hops from the components, e.g.
-        # ``codec.encoder.downsample_factor`` (frames) in focalcodec.io.compress.
-        self.encoder = SimpleNamespace(
-            downsample_factor=int(self.manifest["encoder_hop"]),
-            sample_rate=self.sample_rate_input,
-        )
-        self.compressor = SimpleNamespace(
-            downsample_factor=int(self.manifest["compressor_factor"])
-        )
 
     # -- properties of the model ---------------------------------------------------------
 
@@ -137,6 +132,14 @@ class OnnxCodec:
         return self.manifest["latency"]
 
     @property
+    def hop_length(self) -> int:
+        return int(self.manifest["samples_per_token"])
+
+    @property
+    def output_hop_length(self) -> int:
+        return int(self.manifest["output_samples_per_token"])
+
+    @property
     def token_rate(self) -> float:
         return float(self.manifest["token_rate"])
 
@@ -160,7 +163,16 @@ class OnnxCodec:
     @property
     def chunk_tokens(self) -> int:
         """Tokens per streaming chunk."""
-        return self.chunk_size // int(self.manifest["samples_per_token"])
+        return self.chunk_size // self.hop_length
+
+    @property
+    def device(self) -> torch.device:
+        """Inputs are read from, and results returned on, the CPU."""
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
 
     def info(self) -> dict[str, Any]:
         """The same summary as :meth:`FocalCodec.info`, plus the backend."""
@@ -174,21 +186,6 @@ class OnnxCodec:
             backend="onnxruntime",
         )
         return info
-
-    # Drop-in helpers: code written for an nn.Module may call these.
-    def eval(self) -> OnnxCodec:
-        return self
-
-    def to(self, device: Any = "cpu", *args, **kwargs) -> OnnxCodec:
-        if str(device) != "cpu":
-            raise InputError(
-                f"the ONNX backend runs on ONNX Runtime providers, not on torch device "
-                f"{device!r}; pass providers=[...] to OnnxCodec instead"
-            )
-        return self
-
-    def parameters(self) -> Iterator[Any]:
-        return iter(())
 
     # -- offline calls -------------------------------------------------------------------
 
@@ -255,6 +252,11 @@ class OnnxCodec:
 
     # -- streaming ------------------------------------------------------------------------
 
+    def new_stream_state(self) -> OnnxStreamState:
+        """The state of a stream that has not started."""
+        self._check_streaming()
+        return OnnxStreamState()
+
     def encode_step(self, sig, state: OnnxStreamState | None = None):
         """Encode whole chunks (B, k * chunk_size) -> (toks (B, l), codes, state).
 
@@ -283,12 +285,20 @@ class OnnxCodec:
         sig, dec = self._stream("stream_decoder", "toks", toks, state.decoder)
         return _like(sig, like), OnnxStreamState(encoder=state.encoder, decoder=dec)
 
-    def _stream(self, graph: str, name: str, array: np.ndarray, state):
-        if not self.causal or graph not in self._graphs:
+    def _check_streaming(self) -> None:
+        if not self.causal:
             raise StreamingError(
-                f"model {self.model_id or '(unnamed)'} has no streaming graphs: only "
-                "causal models exported with streaming=True can stream"
+                f"model {self.model_id or '(unnamed)'} is not causal: it has no "
+                "streaming graphs; only causal models stream"
             )
+        if not {"stream_encoder", "stream_decoder"} <= self._graphs.keys():
+            raise StreamingError(
+                f"the ONNX export {self.directory} has no streaming graphs (exported "
+                "with --no-streaming): export the model again without it to stream"
+            )
+
+    def _stream(self, graph: str, name: str, array: np.ndarray, state):
+        self._check_streaming()
         spec = self._graphs[graph].spec
         step = int(spec["inputs"][0]["shape"][1])
         if array.shape[1] % step:

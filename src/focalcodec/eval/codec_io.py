@@ -46,7 +46,11 @@ def load_codec(source: Any, device: str = "cpu") -> Any:
             raise  # already a one-line message naming the model
         except (OSError, ValueError) as exc:
             raise EvalError(f"cannot load model {source!r}: {exc}") from exc
-    return codec.to(device).eval()
+    if isinstance(codec, torch.nn.Module):
+        codec = codec.to(device).eval()
+    # Other backends of focalcodec.protocol.Codec run where they run (ONNX Runtime takes
+    # inputs from any device and returns results on it).
+    return codec
 
 
 @dataclass

@@ -64,7 +64,7 @@ def matching_set_from_signals(
         Matching set, shape (M, D), float32 on the CPU, M = total number of frames.
     """
     parts = []
-    device = next(codec.parameters()).device
+    device = codec.device
     for i, sig in enumerate(sigs):
         sig = prepare_signal(sig, sample_rate, codec, f"reference {i}")
         with torch.inference_mode():

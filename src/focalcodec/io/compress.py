@@ -32,6 +32,7 @@ import torch
 
 from ..errors import AudioError, FormatError, ModelMismatchError
 from ..pretrained import portable_name
+from ..protocol import Codec
 from . import bitstream
 from .atomic import atomic_write
 from .audio import check_signal, resample
@@ -94,19 +95,13 @@ def header_for(codec: FocalCodec, source_sample_rate: int = 0) -> Header:
     source_sample_rate
         Rate of the audio before resampling (informational; 0 when unknown).
     """
-    hop = round(codec.sample_rate_input / codec.token_rate)
-    if abs(codec.sample_rate_input / hop - codec.token_rate) > 1e-9:
-        raise FormatError(
-            f"token rate {codec.token_rate} is not an integer hop at "
-            f"{codec.sample_rate_input} Hz; this model cannot be stored in .fcz v1"
-        )
     return Header(
         bits_per_token=int(codec.bits_per_token),
         model_hash=model_hash(codec),
         model_name=model_name(codec),
         sample_rate_input=int(codec.sample_rate_input),
         sample_rate_output=int(codec.sample_rate_output),
-        hop_length=hop,
+        hop_length=int(codec.hop_length),
         source_sample_rate=int(source_sample_rate),
     )
 
@@ -206,18 +201,14 @@ def resolve_codec(header: Header, codec: CodecSource = None) -> FocalCodec:
 # ---------------------------------------------------------------------------------------
 
 
-def min_samples(codec: FocalCodec) -> int:
+def min_samples(codec: Codec) -> int:
     """Shortest input, in samples at the model rate, that the codec accepts.
 
-    One encoder frame (320 samples, 20 ms, for the released models): shorter inputs hold
-    no complete frame to tokenize.
+    One encoder frame (320 samples, 20 ms, for the released models) for the PyTorch
+    model: shorter inputs hold no complete frame to tokenize. See
+    :attr:`focalcodec.protocol.Codec.min_samples`.
     """
-    return int(getattr(codec.encoder, "downsample_factor", 320))
-
-
-def _device(codec: FocalCodec) -> torch.device:
-    param = next(codec.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+    return int(codec.min_samples)
 
 
 def prepare_signal(
@@ -304,7 +295,7 @@ def encode_batch(sigs: list[np.ndarray], codec: FocalCodec) -> list[np.ndarray]:
     for i, sig in enumerate(sigs):
         groups.setdefault(len(sig), []).append(i)
     out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(sigs)
-    device = _device(codec)
+    device = codec.device
     for idx in groups.values():
         batch = torch.from_numpy(np.stack([sigs[i] for i in idx])).to(device)
         with torch.inference_mode():
@@ -425,7 +416,7 @@ def decode_tokens(
     out_len = int(
         container.num_samples * header.sample_rate_output / header.sample_rate_input
     )
-    toks = torch.from_numpy(container.toks)[None].to(_device(codec))
+    toks = torch.from_numpy(container.toks)[None].to(codec.device)
     with torch.inference_mode():
         sig = codec.toks_to_sig(toks, output_length=out_len, **toks_to_sig_kwargs)
     return sig[0].to("cpu", torch.float32), int(codec.sample_rate_output)

@@ -17,13 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import append_time
-
 __all__ = [
     "BiasRows",
     "GatedRelativeAttention",
     "RelativePositionBias",
-    "TapeCacheAttention",
     "chunk_window_mask",
 ]
 
@@ -35,9 +32,6 @@ class RelativePositionBias(nn.Embedding):
     ``relative_embedding.weight`` key. The bucket arithmetic runs in float32 in a fixed
     order, because a one-off bucket index changes the outputs of released checkpoints.
     """
-
-    # A dict here (set by fast modes) lets the encoder reuse the last bias.
-    memo: dict | None = None
 
     def __init__(self, num_buckets: int, max_distance: int, num_heads: int) -> None:
         super().__init__(num_buckets, num_heads)
@@ -76,6 +70,21 @@ class RelativePositionBias(nn.Embedding):
         relative = torch.arange(lowest, num_keys - query_start, device=device)
         table = F.embedding(self.buckets(relative), self.weight).T.contiguous()
         return BiasRows(table, num_queries - 1, num_keys)
+
+    def layer_bias(
+        self, query_start: int, num_queries: int, num_keys: int
+    ) -> Tensor | BiasRows:
+        """The bias that every layer of one encoder call shares.
+
+        The whole (H, num_queries, num_keys) tensor, computed once for all layers; or,
+        beyond :data:`BLOCK_BYTES` (20 s of 50 Hz frames at once), its
+        :class:`BiasRows`, from which each layer builds it block by block instead of
+        keeping it all.
+        """
+        rows = self.rows(query_start, num_queries, num_keys)
+        if self.embedding_dim * num_queries * num_keys * 4 > BLOCK_BYTES:
+            return rows
+        return rows.block(0, num_queries)
 
 
 class BiasRows:
@@ -250,71 +259,6 @@ class GatedRelativeAttention(nn.Module):
             pieces.append(piece)
         y = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
         return y.transpose(1, 2).reshape(batch, frames, dim)
-
-
-class TapeCacheAttention(GatedRelativeAttention):
-    """:class:`GatedRelativeAttention` with a planar cache that grows in place.
-
-    A fast-mode variant (``focalcodec.deploy.fast``): the cache holds only the valid past rows,
-    keys and values apart, shape (2, B, H, P, d), as a view of an append-only buffer
-    (:func:`~focalcodec.modules.layers.append_time`). A step then writes only its own
-    rows and attends over contiguous per-head keys, where the original layout
-    (B, rows, H, d, 2) costs a copy of the whole cache and strided reads per call. The
-    values attended to are the same; states are not interchangeable with the exact
-    model's.
-    """
-
-    def gate(self, x: Tensor) -> Tensor:
-        """As :meth:`GatedRelativeAttention.gate`, with the two sums of four
-        projections folded into the weights: one small product, 2 outputs per head."""
-        batch, frames, _ = x.shape
-        weight, bias = self._folded_gate()
-        heads = x.reshape(batch * frames * self.num_heads, self.head_dim)
-        g = torch.sigmoid(torch.addmm(bias, heads, weight))
-        g = g.view(batch, frames, self.num_heads, 2).transpose(1, 2)
-        a, b = g[..., 0:1], g[..., 1:2]
-        return a * (b * self.gru_rel_pos_const.to(x.dtype) - 1.0) + 2.0
-
-    def _folded_gate(self) -> tuple[Tensor, Tensor]:
-        """(d, 2) weight and (2,) bias, built on first use: fast-mode models are frozen
-        for inference (rebuilt only if the projection's weights are replaced)."""
-        linear = self.gru_rel_pos_linear
-        key = (linear.weight.data_ptr(), linear.weight.device)
-        folded = self.__dict__.get("_gate_fold")
-        if folded is None or folded[0] != key:
-            # Normal tensors even when first used under inference mode, so that later
-            # calls with autograd on can use them too.
-            with torch.inference_mode(False), torch.no_grad():
-                weight = linear.weight.view(2, 4, -1).sum(1).T.contiguous()
-                bias = linear.bias.view(2, 4).sum(1)
-            folded = self.__dict__["_gate_fold"] = (key, weight, bias)
-        return folded[1], folded[2]
-
-    def new_cache(self, x: Tensor) -> Tensor:
-        """No past rows yet: shape (2, B, H, 0, d)."""
-        return x.new_zeros((2, x.shape[0], self.num_heads, 0, self.head_dim))
-
-    def heads(
-        self,
-        qkv: Tensor,
-        cache: Tensor | None,
-        cache_start: int,
-        cache_shift: int,
-        cache_rows: int | None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """As :meth:`GatedRelativeAttention.heads`, with the planar cache."""
-        if cache is None:
-            return super().heads(qkv, None, cache_start, cache_shift, cache_rows)
-        batch, frames, _ = qkv.shape
-        qkv = qkv.view(batch, frames, 3, self.num_heads, self.head_dim)
-        # The rows a step keeps are those the exact cache keeps before its junk rows.
-        keep = cache_start + frames - cache_shift
-        if cache_rows is not None and keep > cache_rows:
-            raise ValueError(f"cannot keep {keep} rows in a {cache_rows}-row cache")
-        fresh = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)  # (2, B, H, T, d)
-        past = cache if cache.shape[3] == cache_start else cache[:, :, :, :cache_start]
-        kv, kept = append_time(past, fresh, 3, keep)
-        return qkv[:, :, 0].transpose(1, 2), kv[0], kv[1], kept
 
 
 # Size of one block of the gated bias (and of a bias worth keeping for all layers).

@@ -61,7 +61,14 @@ class ConvNeXtBackbone(nn.Module):
         )
         self.output_norm = nn.LayerNorm(dim, eps=1e-6)
 
-    def _pad(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def extend_context(
+        self, x: Tensor, context: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Padded input (B, k - 1 + T, C) of a convolution and the next context.
+
+        Causal: the previous call's context (B, k - 1, C) on the left, or at the start of
+        a stream (``context`` None) the past invented as ``causal_pad`` says.
+        """
         if self.causal:
             return extend_left(x, context, self.kernel_size - 1, self.causal_pad)
         return same_pad(x, self.kernel_size), None
@@ -70,11 +77,11 @@ class ConvNeXtBackbone(nn.Module):
         self, x: Tensor, state: list | None = None
     ) -> tuple[Tensor, list | None]:
         """(B, T, input_dim) -> (B, T, dim) and the left contexts (causal only)."""
-        padded, ctx = self._pad(x, state[0] if state else None)
+        padded, ctx = self.extend_context(x, state[0] if state else None)
         contexts = [ctx]
         x = self.input_norm(conv_time(self.embedding, padded))
         for i, layer in enumerate(self.layers):
-            padded, ctx = self._pad(x, state[i + 1] if state else None)
+            padded, ctx = self.extend_context(x, state[i + 1] if state else None)
             contexts.append(ctx)
             x = layer(x, padded)
         return self.output_norm(x), contexts if self.causal else None

@@ -19,7 +19,6 @@ from .layers import (
     DynamicTanh,
     FeedForward,
     Snake1d,
-    append_time,
     conv_time,
     extend_left,
     same_pad,
@@ -36,12 +35,9 @@ def _norm(dim: int, causal: bool, tanhscale_init: float) -> nn.Module:
 class FocalModulation(nn.Module):
     """Focal modulation of a (B, T, dim) sequence; see the module docstring.
 
-    ``append_contexts`` (set by a fast mode) keeps the causal levels' contexts in
-    append-only buffers (:func:`~focalcodec.modules.layers.append_time`) instead of
-    concatenating the whole ``window_size``-frame context again at every call.
+    The causal levels meet their past through :meth:`extend_context`, a hook that a
+    subclass may override to keep the same values in another layout.
     """
-
-    append_contexts = False
 
     def __init__(
         self,
@@ -109,12 +105,12 @@ class FocalModulation(nn.Module):
     def extend_context(
         self, ctx: Tensor, past: Tensor | None, size: int
     ) -> tuple[Tensor, Tensor]:
-        """Causal level input (B, size + T, dim) and the next context (B, size, dim)."""
-        if not self.append_contexts:
-            return extend_left(ctx, past, size, "replicate")
-        if past is None:
-            past = ctx[:, :1].expand(-1, size, -1)
-        return append_time(past, ctx, 1, size)
+        """Causal level input (B, size + T, dim) and the next context (B, size, dim).
+
+        ``past`` is the previous call's context, or None at the start of a stream
+        (then the first frame is repeated).
+        """
+        return extend_left(ctx, past, size, "replicate")
 
 
 class FocalBlock(nn.Module):

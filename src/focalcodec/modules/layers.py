@@ -17,7 +17,6 @@ __all__ = [
     "DynamicTanh",
     "FeedForward",
     "Snake1d",
-    "append_time",
     "extend_left",
     "conv_time",
     "same_pad",
@@ -54,75 +53,6 @@ def extend_left(
             context = x.new_zeros(x.shape[0], size, x.shape[2])
     x = torch.cat([context, x], dim=1)
     return x, x[:, x.shape[1] - size :]
-
-
-def append_time(past: Tensor, x: Tensor, dim: int, keep: int) -> tuple[Tensor, Tensor]:
-    """``torch.cat([past, x], dim)`` and its last ``keep`` frames, without the copy.
-
-    A fast-mode replacement of the context concatenation of streaming steps. Both results
-    are views of an append-only buffer (a "tape") with room for later frames; the kept
-    frames remember their tape, so the next call appends its frames in place after them
-    instead of copying the whole context again. Frames already in a tape are never
-    overwritten: a call appends in place only when its ``past`` ends where the tape does
-    (no later call has appended yet); any other ``past`` (an older state replayed, a state
-    from the exact model, the start of a stream) is copied into a new tape. So, as with
-    ``torch.cat``, no state seen by a caller ever changes.
-
-    Parameters
-    ----------
-    past
-        Earlier frames, any number along ``dim`` (e.g. (B, P, C) with ``dim=1``).
-    x
-        New frames, the same shape as ``past`` except along ``dim``.
-    dim
-        The time dimension.
-    keep
-        How many of the last frames the next call needs (at most P + T).
-
-    Returns
-    -------
-    The concatenation (P + T frames along ``dim``) and its last ``keep`` frames.
-    """
-    size, frames = past.shape[dim], x.shape[dim]
-    tape = getattr(past, "_focalcodec_tape", None)
-    if tape is not None and tape.can_append(past, frames):
-        tape.data.narrow(dim, tape.end, frames).copy_(x)
-        tape.end += frames
-    else:
-        tape = _Tape(past, x, dim, keep)
-    both = tape.data.narrow(dim, tape.end - size - frames, size + frames)
-    kept = tape.data.narrow(dim, tape.end - keep, keep)
-    kept._focalcodec_tape = tape
-    return both, kept
-
-
-class _Tape:
-    """Append-only buffer behind :func:`append_time`; ``end`` is its first free frame."""
-
-    def __init__(self, past: Tensor, x: Tensor, dim: int, keep: int) -> None:
-        size, frames = past.shape[dim], x.shape[dim]
-        # Room for many calls' frames: a new tape (one copy of the context) is then
-        # needed only every ``capacity / frames`` calls.
-        capacity = size + frames + max(4 * keep, 256)
-        shape = list(x.shape)
-        shape[dim] = capacity
-        self.data = x.new_empty(shape)
-        self.dim = dim
-        self.data.narrow(dim, 0, size).copy_(past)
-        self.data.narrow(dim, size, frames).copy_(x)
-        self.end = size + frames
-
-    def can_append(self, past: Tensor, frames: int) -> bool:
-        """Whether ``past`` ends at this tape's end and ``frames`` more fit."""
-        size = past.shape[self.dim]
-        if self.end + frames > self.data.shape[self.dim] or size > self.end:
-            return False
-        tail = self.data.narrow(self.dim, self.end - size, size)
-        return (
-            past.data_ptr() == tail.data_ptr()
-            and past.shape == tail.shape
-            and past.stride() == tail.stride()
-        )
 
 
 def same_pad(x: Tensor, kernel_size: int) -> Tensor:
@@ -312,9 +242,6 @@ class ChunkFeedForward(nn.Module):
     ) -> None:
         super().__init__()
         self.chunk_size = chunk_size
-        # Fast modes turn this off: the padding block is then added only when T does not
-        # fill whole blocks (its rows are discarded either way).
-        self.pad_full_blocks = True
         self.in_proj = nn.Linear(chunk_size * dim, ffn_dim)
         self.out_proj = nn.Linear(ffn_dim, chunk_size * dim)
         self.dropout = nn.Dropout(dropout)
@@ -323,13 +250,17 @@ class ChunkFeedForward(nn.Module):
         batch, frames, dim = x.shape
         block = self.chunk_size * dim
         flat = x.reshape(batch, frames * dim)
-        # Checkpoint compatibility: the original always pads, adding a whole block of zeros
-        # when T is already a multiple of the block. The extra block is discarded below.
-        pad = block - (frames * dim) % block
-        if not self.pad_full_blocks:
-            pad %= block
-        h = F.pad(flat, (0, pad)).view(batch, -1, block)
+        h = F.pad(flat, (0, self.padding(frames * dim, block))).view(batch, -1, block)
         h = self.dropout(F.gelu(self.in_proj(h)))
         h = self.dropout(self.out_proj(h))
         h = h.reshape(batch, -1)[:, : frames * dim]
         return (flat + h).view(batch, frames, dim)
+
+    def padding(self, size: int, block: int) -> int:
+        """Zeros appended to the flat input of ``size`` values to cut it into blocks.
+
+        Checkpoint compatibility: the original always pads, adding a whole block of
+        zeros when the input already fills whole blocks. Rows computed from padding are
+        discarded, so a subclass may leave that block out.
+        """
+        return block - size % block

@@ -15,9 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from . import attention as _attention
 from .attention import (
-    BiasRows,
     GatedRelativeAttention,
     RelativePositionBias,
     chunk_window_mask,
@@ -265,7 +263,7 @@ class WavLM(nn.Module):
         x, _ = enc.positional_embedding(x, None, causal=False)
         x = enc.dropout(x)
         frames = x.shape[1]
-        bias = _position_bias(enc.relative_embedding, 0, frames, frames)
+        bias = enc.relative_embedding.layer_bias(0, frames, frames)
         for layer in enc.layers:
             x, _ = layer(x, bias)
         return x
@@ -283,7 +281,7 @@ class WavLM(nn.Module):
         start = int(state.position) if state is not None else 0
         frames = x.shape[1]
         end = start + frames
-        bias = _position_bias(enc.relative_embedding, start, frames, end)
+        bias = enc.relative_embedding.layer_bias(start, frames, end)
         mask = None
         if frames > chunk:
             mask = chunk_window_mask(
@@ -309,33 +307,3 @@ class WavLM(nn.Module):
         position = torch.tensor(min(end, window - chunk), dtype=torch.long)
         return x, WavLMState(position, [*cnn_contexts, pos_context], caches)
 
-
-def _position_bias(
-    relative: RelativePositionBias, start: int, frames: int, keys: int
-) -> Tensor | BiasRows:
-    """The (H, frames, keys) bias, or its lazy rows when it would be large.
-
-    Computed once and shared by all layers; beyond about 64 MB (20 s of 50 Hz frames at
-    once) each layer rebuilds it block by block instead of keeping it all. With a memo
-    (fast modes, whose models are frozen for inference), the last small bias is kept
-    for the next call with the same positions: every streaming step after the window
-    has filled.
-    """
-    size = relative.embedding_dim * frames * keys * 4
-    # Inference mode only: its tensors must not meet autograd in a later call.
-    memo = relative.memo if torch.is_inference_mode_enabled() else None
-    key = (start, frames, keys, relative.weight.data_ptr())
-    if memo is not None and key in memo:
-        return memo[key]
-    rows = relative.rows(start, frames, keys)
-    if size > _attention.BLOCK_BYTES:
-        return rows
-    bias = rows.block(0, frames)
-    if memo is not None and size <= _MEMO_BYTES:
-        memo.clear()
-        memo[key] = bias
-    return bias
-
-
-# Largest position bias a memo keeps (a streaming step's is 128 KB).
-_MEMO_BYTES = 2**20

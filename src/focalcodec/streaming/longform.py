@@ -261,7 +261,7 @@ def _encode_windows(
     codec, rows, chunk_seconds, overlap_seconds, crossfade, progress
 ) -> Tensor:
     chunk, overlap = _units(codec, chunk_seconds, overlap_seconds)
-    hop = codec.encoder.downsample_factor * codec.compressor.downsample_factor
+    hop = codec.hop_length
     total = rows.shape[1]
     windows = plan_windows(math.ceil(total / hop), chunk, overlap)
     # Fades longer than a core would overlap the next boundary's fade.
@@ -392,7 +392,7 @@ def _decode_windows(
 ) -> Iterator[Tensor]:
     chunk, overlap = _units(codec, chunk_seconds, overlap_seconds)
     windows = plan_windows(toks.shape[1], chunk, overlap)
-    per_token = round(codec.sample_rate_output / codec.token_rate)
+    per_token = codec.output_hop_length
     fade = min(overlap, chunk) * per_token
 
     def pieces() -> Iterator[tuple[Tensor, bool]]:

@@ -1,23 +1,20 @@
-"""How a streaming session calls its model, for a FocalCodec or an ONNX export.
+"""How a streaming session calls its model: the step functions of a :class:`Codec`.
 
-:class:`~focalcodec.streaming.session.StreamEncoder` and :class:`~focalcodec.streaming.session.StreamDecoder`
-only ever call the model through a :class:`StepRunner`, so the same buffering and tail
-logic serves the PyTorch model (the step functions of :mod:`focalcodec.streaming.steps`) and
-an :class:`~focalcodec.deploy.onnx_runtime.OnnxCodec` (its step graphs).
+:class:`~focalcodec.streaming.session.StreamEncoder` and
+:class:`~focalcodec.streaming.session.StreamDecoder` only ever call the model through a
+:class:`StepRunner`, built from the members of :class:`focalcodec.protocol.Codec`. So the
+same buffering and tail logic serves every backend (the PyTorch model, an ONNX export)
+without asking which one it has.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor
 
-from ..deploy.onnx_runtime import OnnxCodec, OnnxStreamState
-from ..errors import StreamingError
-from .steps import StreamState, decode_step, encode_step
+from ..protocol import Codec
 
 __all__ = ["StepRunner", "runner_for"]
 
@@ -34,40 +31,14 @@ class StepRunner(NamedTuple):
     matching: bool  # decoding can apply kNN voice conversion
 
 
-def runner_for(codec) -> StepRunner:
-    """Steps of :mod:`focalcodec.streaming.steps` for a FocalCodec; an OnnxCodec's own steps.
-
-    The ONNX states are never changed in place (each step returns new arrays), and the
-    step graphs have a fixed block length, hence ``partial=False``.
-    """
-    if isinstance(codec, OnnxCodec):
-        if not {"stream_encoder", "stream_decoder"} <= codec.manifest["graphs"].keys():
-            raise StreamingError(
-                f"the ONNX export {codec.directory} has no streaming graphs (exported "
-                "with --no-streaming): export the model again without it to stream"
-            )
-        cpu = torch.device("cpu")
-        return StepRunner(
-            codec.encode_step,
-            codec.decode_step,
-            OnnxStreamState,
-            cpu,
-            torch.float32,
-            partial=False,
-            matching=False,
-        )
-    weight = next(codec.parameters())
-
-    def decode(toks: Tensor, state, matching_set, topk: int):
-        codes = codec.quantizer.toks_to_codes(toks)
-        return decode_step(codec, codes, state, matching_set, topk)
-
+def runner_for(codec: Codec) -> StepRunner:
+    """The step functions, state factory, device and abilities of ``codec``."""
     return StepRunner(
-        partial(encode_step, codec),
-        decode,
-        StreamState,
-        weight.device,
-        weight.dtype,
-        partial=True,
-        matching=True,
+        codec.encode_step,
+        codec.decode_step,
+        codec.new_stream_state,
+        codec.device,
+        codec.dtype,
+        partial=codec.supports_partial_steps,
+        matching=codec.supports_knn,
     )

@@ -27,9 +27,10 @@ blocks (a whole number of token blocks, which a receiver may prefer). After
 ``int(N * sample_rate_output / sample_rate_input)`` samples for N input samples, whatever
 the padding; with "none" it equals offline ``codec.sig_to_sig`` on the whole input.
 
-The model may also be an :class:`~focalcodec.deploy.onnx_runtime.OnnxCodec` of a causal export:
-its step graphs take whole blocks only, so it needs ``pad="zeros"`` or ``"edge"`` and
-cannot convert voices (no ``matching_set``).
+The model is any :class:`focalcodec.protocol.Codec`, called through its step functions
+only. An :class:`~focalcodec.deploy.onnx_runtime.OnnxCodec` of a causal export works too:
+its step graphs take whole blocks only (``supports_partial_steps`` is false), so it needs
+``pad="zeros"`` or ``"edge"``, and cannot convert voices (``supports_knn`` is false).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import AudioError, InputError, StreamingError
+from ..protocol import Codec
 from .runner import runner_for
 
 __all__ = ["StreamDecoder", "StreamEncoder", "StreamTail", "StreamingSession"]
@@ -66,7 +68,7 @@ class StreamTail(NamedTuple):
     sig: Tensor
 
 
-def _check_model(codec) -> None:
+def _check_model(codec: Codec) -> None:
     if not codec.causal:
         raise StreamingError(
             f"model {codec.model_id or '(unnamed)'} is not causal: streaming needs a "
@@ -78,16 +80,6 @@ def _check_model(codec) -> None:
             "the model is in training mode, where dropout would make the stream differ "
             "from offline processing: call codec.eval() before streaming"
         )
-
-
-def _tokens_per_chunk(codec) -> int:
-    hop = codec.encoder.downsample_factor * codec.compressor.downsample_factor
-    if codec.chunk_size % hop:
-        raise StreamingError(
-            f"chunk_size {codec.chunk_size} is not a whole number of token hops ({hop} "
-            "samples): this model's config cannot stream"
-        )
-    return codec.chunk_size // hop
 
 
 def _check_batch(batch_size: int) -> int:
@@ -171,7 +163,7 @@ class StreamEncoder(_Closable):
 
     def __init__(
         self,
-        codec,
+        codec: Codec,
         batch_size: int = 1,
         pad: PadMode = "none",
         chunks_per_step: int = 1,
@@ -343,7 +335,7 @@ class StreamDecoder(_Closable):
 
     def __init__(
         self,
-        codec,
+        codec: Codec,
         batch_size: int = 1,
         matching_set: Tensor | None = None,
         topk: int = 4,
@@ -363,7 +355,7 @@ class StreamDecoder(_Closable):
             )
         self.codec = codec
         self.batch_size = _check_batch(batch_size)
-        self.block = _tokens_per_chunk(codec)
+        self.block = codec.chunk_tokens
         self.step_size = chunks_per_step * self.block
         self._device, self._dtype = self._run.device, self._run.dtype
         self.matching_set = self._check_matching_set(matching_set)
@@ -522,7 +514,7 @@ class StreamingSession:
 
     def __init__(
         self,
-        codec,
+        codec: Codec,
         batch_size: int = 1,
         *,
         matching_set: Tensor | None = None,

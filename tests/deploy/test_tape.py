@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from focalcodec.modules.layers import append_time
+from focalcodec.deploy.tape import append_time
 
 
 def _chunks(count: int, frames: int = 3, channels: int = 5) -> list[torch.Tensor]:
