@@ -43,7 +43,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = ["focalcodec_50hz", "focalcodec_12_5hz", "focalcodec_50hz_4k_causal"]
-SAMPLE_RATE = 16000
 
 
 # -- worker side -------------------------------------------------------------------------
@@ -158,16 +157,18 @@ def summary(values: list[float]) -> dict:
     }
 
 
-def noise(batch: int, seconds: float, device: str):
+def noise(model, batch: int, seconds: float, device: str):
+    """Low white noise (B, N) at the model's input rate."""
     import torch
 
     gen = torch.Generator().manual_seed(1234)
-    sig = 0.1 * torch.randn(batch, round(seconds * SAMPLE_RATE), generator=gen)
+    samples = round(seconds * model.codec.sample_rate_input)
+    sig = 0.1 * torch.randn(batch, samples, generator=gen)
     return sig.to(device)
 
 
 def task_offline(model, job: dict, clock: Clock) -> dict:
-    sig = noise(1, job["seconds"], job["device"])
+    sig = noise(model, 1, job["seconds"], job["device"])
     toks = model.encode(sig)
     model.decode(toks)
     enc, dec, enc_cpu, dec_cpu = [], [], [], []
@@ -189,9 +190,9 @@ def task_offline(model, job: dict, clock: Clock) -> dict:
 def task_stream(model, job: dict, clock: Clock) -> dict:
     if not model.causal:
         return {"skipped": "not a causal model"}
-    chunk = job["chunk"]
+    chunk, rate = model.codec.chunk_size, model.codec.sample_rate_input
     total = job["stream_warmup"] + job["stream_chunks"]
-    sig = noise(1, total * chunk / SAMPLE_RATE, job["device"])
+    sig = noise(model, 1, total * chunk / rate, job["device"])
     state = None
     step, enc_ms, dec_ms, cpu_ms = [], [], [], []
     for i in range(total):
@@ -203,7 +204,7 @@ def task_stream(model, job: dict, clock: Clock) -> dict:
             dec_ms.append(1000 * t_dec)
             step.append(1000 * (t_enc + t_dec))
             cpu_ms.append(1000 * (c_enc + c_dec))
-    budget = 1000 * chunk / SAMPLE_RATE
+    budget = 1000 * chunk / rate
     return {
         "chunk_ms": summary(step),
         "encode_ms": summary(enc_ms),
@@ -215,7 +216,7 @@ def task_stream(model, job: dict, clock: Clock) -> dict:
 
 
 def task_batch(model, job: dict, clock: Clock) -> dict:
-    sig = noise(job["batch"], job["batch_seconds"], job["device"])
+    sig = noise(model, job["batch"], job["batch_seconds"], job["device"])
     toks = model.encode(sig)
     model.decode(toks)
     enc, dec = [], []
@@ -272,13 +273,13 @@ def task_agreement(model, job: dict, clock: Clock) -> dict:
     files, toks_same, bits_same, dec_snr, e2e_snr = [], [], [], [], []
     stream_same = []
     for path in speech_files(job["agreement_files"]):
-        sig = torch.from_numpy(load_audio(path, SAMPLE_RATE).sig)[None].to(
-            job["device"]
-        )
+        sig = torch.from_numpy(load_audio(path, exact.sample_rate_input).sig)[None]
+        sig = sig.to(job["device"])
         if exact.causal:
             # Exact streaming equals exact offline; the fast mode streams chunk by chunk.
-            sig = sig[:, : sig.shape[1] // job["chunk"] * job["chunk"]]
-            streamed = stream_tokens(fast, sig, job["chunk"])
+            chunk = exact.chunk_size
+            sig = sig[:, : sig.shape[1] // chunk * chunk]
+            streamed = stream_tokens(fast, sig, chunk)
         toks = exact.sig_to_toks(sig)
         if exact.causal:
             stream_same.append(float((toks == streamed).float().mean()))
@@ -457,7 +458,6 @@ def _job(args, impl, mode, config, device, task, seconds) -> dict:
         "seconds": seconds,
         "repeats": args.repeats_long if long else args.repeats,
         "threads": args.threads,
-        "chunk": 1280,
         "stream_warmup": args.stream_warmup,
         "stream_chunks": args.stream_chunks,
         "batch": args.batch_size_gpu if device.startswith("cuda") else args.batch,

@@ -46,6 +46,7 @@ import torch
 from focalcodec import FocalCodec
 from focalcodec.deploy.fast import optimize
 from focalcodec.io.audio import load_audio
+from focalcodec.pretrained import skeleton
 from focalcodec.streaming.longform import (
     AudioFileSignal,
     decode_long,
@@ -59,16 +60,16 @@ SHARED = Path(os.environ.get("FOCALCODEC_SHARED", REPO.parent / "shared"))
 SPEAKER_DIR = "librispeech/dev-clean/84"
 
 
-def speech(seconds: float) -> np.ndarray:
-    """Real speech (LibriSpeech dev-clean, speaker 84) at 16 kHz, tiled to length."""
+def speech(seconds: float, rate: int) -> np.ndarray:
+    """Real speech (LibriSpeech dev-clean, speaker 84) at ``rate`` Hz, tiled to length."""
     files = sorted((SHARED / "audio" / SPEAKER_DIR).glob("*.flac"))
     if not files:
         sys.exit(f"no speech found in {SHARED / 'audio' / SPEAKER_DIR}")
-    want = round(seconds * 16000)
+    want = round(seconds * rate)
     parts, total = [], 0
     while total < want:
         for path in files:
-            sig = load_audio(path, 16000).sig
+            sig = load_audio(path, rate).sig
             parts.append(sig)
             total += len(sig)
             if total >= want:
@@ -112,7 +113,8 @@ def run_latency(args: argparse.Namespace) -> dict:
     warm = codec.encoder.window_size // frames_per_block + 1
     if args.warmup is not None:
         warm = args.warmup
-    sig = torch.from_numpy(speech((warm + args.rounds * args.blocks) * budget / 1000))
+    seconds = (warm + args.rounds * args.blocks) * budget / 1000
+    sig = torch.from_numpy(speech(seconds, codec.sample_rate_input))
     rounds = []
     with StreamingSession(codec, chunks_per_step=args.chunks_per_step) as stream:
         pieces = iter(sig.split(block))
@@ -183,13 +185,15 @@ def print_latency_table(rounds: list[dict], budget: float) -> None:
 
 def run_memory(args: argparse.Namespace) -> dict:
     results = []
+    # The input rate of the model the children load (its architecture only: no weights).
+    rate = skeleton(FocalCodec, args.config).sample_rate_input
     with tempfile.TemporaryDirectory(prefix="fc_bench_") as tmp:
-        base = speech(args.base_seconds)
+        base = speech(args.base_seconds, rate)
         for minutes in args.minutes:
             path = Path(tmp) / f"in_{minutes:g}min.wav"
             # A long file made of the same speech over and over, written piece-wise.
-            with sf.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as f:
-                left = round(minutes * 60 * 16000)
+            with sf.SoundFile(path, "w", rate, 1, subtype="PCM_16") as f:
+                left = round(minutes * 60 * rate)
                 while left > 0:
                     f.write(base[:left])
                     left -= min(left, len(base))
@@ -347,10 +351,10 @@ def token_stats(codec, ref: torch.Tensor, toks: torch.Tensor, mask=None) -> dict
 
 
 def run_agreement(args: argparse.Namespace) -> dict:
-    sig = torch.from_numpy(speech(args.seconds))[None]
     results = []
     for spec in args.models:
         codec = load_model(spec)
+        sig = torch.from_numpy(speech(args.seconds, codec.sample_rate_input))[None]
         with torch.inference_mode():
             ref_toks = codec.sig_to_toks(sig)
             ref_sig = codec.toks_to_sig(ref_toks)

@@ -65,7 +65,11 @@ def stoi(ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
 @torch.no_grad()
 def evaluate(models: dict[str, FocalCodec], files: list[Path], max_seconds: float):
     """Per-model mean metrics over the test files."""
-    rate = 16000
+    # Outputs are compared sample by sample with the input: the demo codec's output
+    # rate is its input rate (the models' own properties say so, or this stops).
+    rate = models["codec_after"].sample_rate_input
+    if any(m.sample_rate_output != rate for m in models.values()):
+        raise SystemExit("the demo models must output audio at their input rate")
     melspec = MelSpectrogram(rate, 1024, 256, 80)
     sums: dict[str, list[float]] = {}
 
@@ -116,10 +120,11 @@ def curves(runs: Path, out: Path) -> None:
 
 @torch.no_grad()
 def spectrograms(models: dict[str, FocalCodec], path: Path, out: Path) -> None:
-    (sig,) = load_audio(path, [16000])
-    sig = sig[: 16000 * 4][None]
+    rate = models["decoder_before"].sample_rate_input
+    (sig,) = load_audio(path, [rate])
+    sig = sig[: rate * 4][None]
     feats = models["decoder_before"].sig_to_feats(sig)
-    panels = [("input (test split)", sig[0], 16000)]
+    panels = [("input (test split)", sig[0], rate)]
     for key, label in (
         ("decoder_before", "decoder before training (random init)"),
         ("decoder_after", "decoder after training (from frozen features)"),
@@ -129,7 +134,7 @@ def spectrograms(models: dict[str, FocalCodec], path: Path, out: Path) -> None:
             wav = models[key].feats_to_sig(feats)[0]
         else:
             wav = models[key].sig_to_sig(sig)[0]
-        panels.append((label, wav.clamp(-1, 1), 16000))
+        panels.append((label, wav.clamp(-1, 1), models[key].sample_rate_output))
     plot_spectrograms(panels, out)
 
 

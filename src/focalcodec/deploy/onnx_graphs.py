@@ -157,7 +157,9 @@ class GraphCacheAttention(GatedRelativeAttention):
         fresh = torch.stack([k, v], dim=-1).index_select(1, offset.clamp(0, frames - 1))
         cache = torch.where(written, fresh, cache)
         keys, values = cache.unbind(-1)
-        rolled = cache.index_select(1, torch.remainder(rows + cache_shift, rows.numel()))
+        rolled = cache.index_select(
+            1, torch.remainder(rows + cache_shift, rows.numel())
+        )
         return q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), rolled
 
 
@@ -418,8 +420,10 @@ def _encoder_step(wavlm: WavLM, sig: Tensor, state: WavLMState, first: Tensor):
     chunk = 1 + wavlm.lookahead_size
     rows = torch.arange(window)
     queries = position + torch.arange(frames)
+    # The core's bucket arithmetic, for query positions given as a tensor: (H, c, W).
     relative = enc.relative_embedding
-    bias = F.embedding(relative.buckets(rows[None, :] - queries[:, None]), relative.weight)
+    buckets = relative.buckets(rows[None, :] - queries[:, None])
+    bias = F.embedding(buckets, relative.weight).permute(2, 0, 1)
     mask = torch.zeros(frames, window).masked_fill(
         rows[None, :] >= position + frames, float("-inf")
     )
@@ -428,7 +432,9 @@ def _encoder_step(wavlm: WavLM, sig: Tensor, state: WavLMState, first: Tensor):
     caches = []
     for layer, cache in zip(enc.layers, state.kv_caches):
         cache = torch.where(first, torch.zeros_like(cache), cache)
-        x, cache = layer(x, bias.permute(2, 0, 1), mask, cache, position, shift, window)
+        x, cache = layer(
+            x, bias, mask, cache=cache, cache_start=position, cache_shift=shift
+        )
         caches.append(cache)
     position = (position + frames).clamp(max=window - chunk)
     return x, WavLMState(position, [*cnn, pos_context], caches)

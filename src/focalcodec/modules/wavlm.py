@@ -306,4 +306,3 @@ class WavLM(nn.Module):
             caches.append(cache)
         position = torch.tensor(min(end, window - chunk), dtype=torch.long)
         return x, WavLMState(position, [*cnn_contexts, pos_context], caches)
-
