@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FOCALCODEC_SHARED", REPO.parent / "shared"))
 DEFAULT_CONFIGS = ["focalcodec_50hz", "focalcodec_12_5hz", "focalcodec_50hz_4k_causal"]
 
 
@@ -236,7 +237,7 @@ def task_batch(model, job: dict, clock: Clock) -> dict:
 
 def speech_files(count: int) -> list[Path]:
     """A fixed, varied handful of test-split files from the shared real-speech set."""
-    root = REPO.parent / "shared" / "audio"
+    root = SHARED / "audio"
     manifest = root / "manifest.jsonl"
     if not manifest.exists():
         raise SystemExit(f"real speech not found: {manifest} is missing")
@@ -286,7 +287,7 @@ def task_agreement(model, job: dict, clock: Clock) -> dict:
         toks_fast = fast.sig_to_toks(sig)
         ref = exact.toks_to_sig(toks)
         same_bits = exact.toks_to_codes(toks) == exact.toks_to_codes(toks_fast)
-        files.append(str(path.relative_to(REPO.parent / "shared")))
+        files.append(str(path.relative_to(SHARED)))
         toks_same.append(float((toks == toks_fast).float().mean()))
         bits_same.append(float(same_bits.float().mean()))
         dec_snr.append(snr_db(ref, fast.toks_to_sig(toks)))

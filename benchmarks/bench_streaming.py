@@ -123,20 +123,24 @@ def run_latency(args: argparse.Namespace) -> dict:
             stream.process(next(pieces))
         print(f"warm-up: {warm} blocks in {time.perf_counter() - t0:.0f} s", flush=True)
         for r in range(args.rounds):
-            enc, dec = [], []
+            enc, dec, cpu = [], [], []
             for _ in range(args.blocks):
                 piece = next(pieces)
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 toks = stream.encode(piece)
                 t1 = time.perf_counter()
                 stream.decode(toks)
-                t2 = time.perf_counter()
+                t2, c2 = time.perf_counter(), time.process_time()
                 enc.append(1000 * (t1 - t0))
                 dec.append(1000 * (t2 - t1))
+                cpu.append(1000 * (c2 - c0))
             both = [a + b for a, b in zip(enc, dec)]
             rounds.append(
                 {
                     "total": percentiles(both),
+                    # CPU time of the process (all threads) per block: on a shared
+                    # host, wall time also counts waiting for a core; this does not.
+                    "cpu_total": percentiles(cpu),
                     "encode": percentiles(enc),
                     "decode": percentiles(dec),
                     "rtf_median": float(np.median(both)) / budget,
@@ -523,6 +527,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "part": args.part,
         "command": " ".join(sys.argv),
+        # Which focalcodec ran (an A/B comparison runs this script on two checkouts).
+        "package": str(Path(sys.modules["focalcodec"].__file__).resolve().parent),
         "machine": machine(),
         **result,
     }

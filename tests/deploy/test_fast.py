@@ -18,7 +18,12 @@ from torch import nn
 
 from focalcodec import FocalCodec
 from focalcodec.deploy import int8, lean
-from focalcodec.deploy.fast import NETWORKS, AutocastNetwork, optimize
+from focalcodec.deploy.fast import (
+    NETWORKS,
+    AutocastNetwork,
+    CompiledNetwork,
+    optimize,
+)
 from focalcodec.errors import InputError
 from focalcodec.io.audio import load_audio
 from focalcodec.modules import attention
@@ -367,6 +372,20 @@ def test_autocast_wrapper_reads_through_and_returns_float32(exact, speech) -> No
         ref, out = exact.toks_to_sig(toks), model.toks_to_sig(toks)
     assert out.dtype == torch.float32 and out.shape == ref.shape
     assert BF16_MIN_SNR_DB <= snr_db(ref, out) < math.inf
+
+
+def test_compile_mode_wraps_a_copy(exact) -> None:
+    # Compilation happens on the first call (not made here: it needs a C compiler).
+    fast = optimize(exact, "compile")
+    for name in NETWORKS:
+        wrapper = getattr(fast, name)
+        assert isinstance(wrapper, CompiledNetwork) and wrapper.net is not getattr(
+            exact, name
+        )
+        assert not isinstance(getattr(exact, name), CompiledNetwork)
+    assert fast.hop_length == exact.hop_length
+    assert fast.sample_rate_output == exact.sample_rate_output
+    assert fast.info()["num_total_params"] == exact.info()["num_total_params"]
 
 
 @pytest.mark.gpu
