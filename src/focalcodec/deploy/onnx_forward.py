@@ -19,7 +19,7 @@ chunk, so the first chunk gives exactly what the PyTorch stream gives. Feed each
 graph never reads (the 1-frame placeholders of factor-1 Down/UpScale layers), so build
 the feed from ``session.get_inputs()``.
 
-The graphs are made of the pieces of :mod:`focalcodec.deploy.onnx_export` (traced
+The graphs are made of the pieces of :mod:`focalcodec.deploy.onnx_graphs` (traced
 with the TorchScript-based exporter; the Vocos head as a DFT product), whose directory
 layout with separate encoder, decoder and step graphs is what ``focalcodec export`` and
 :class:`~focalcodec.deploy.onnx_runtime.OnnxCodec` use.
@@ -40,13 +40,12 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..io.atomic import atomic_write
-from .onnx_export import (
-    OPSET,
+from .onnx_export import OPSET, _dummy_length
+from .onnx_graphs import (
     OfflineDecoder,
     OfflineEncoder,
     StreamDecoderStep,
     StreamEncoderStep,
-    _dummy_length,
     stream_template,
 )
 

@@ -43,6 +43,7 @@ __all__ = [
     "OfflineEncoder",
     "StreamDecoderStep",
     "StreamEncoderStep",
+    "encoder_step",
     "inverse_rdft_basis",
     "state_names",
     "stream_template",
@@ -378,7 +379,7 @@ class StreamEncoderStep(_StepBase):
     def forward(self, sig: Tensor, first: Tensor, *tensors: Tensor) -> tuple:
         self.flag.value = first
         state = self.unpack(tensors)
-        feats, enc = _encoder_step(self.codec.encoder, sig, state["encoder"], first)
+        feats, enc = encoder_step(self.codec.encoder, sig, state["encoder"], first)
         lats, comp = self.codec.compressor(feats, state["compressor"])
         toks = self.codec.quantizer.lats_to_toks(F.normalize(lats, dim=-1))
         return (toks, *self.pack(StreamState(encoder=enc, compressor=comp)))
@@ -403,7 +404,7 @@ class StreamDecoderStep(_StepBase):
         return (sig, *self.pack(StreamState(decompressor=dec, decoder=voc)))
 
 
-def _encoder_step(wavlm: WavLM, sig: Tensor, state: WavLMState, first: Tensor):
+def encoder_step(wavlm: WavLM, sig: Tensor, state: WavLMState, first: Tensor):
     """WavLM on one chunk (B, chunk_size) -> features (B, c, dim) and the next state.
 
     The layers of :meth:`WavLM.forward` (front-end, projection, positional convolution,

@@ -16,8 +16,9 @@ TorchScript front end, ``torch.jit.trace``:
   presence of a state, which are part of the key, but not on tensor values, with one
   exception: the encoder's stream position. Continuing encoder steps of ``chunk_size``
   samples therefore run the position-as-tensor step of the ONNX export
-  (:mod:`focalcodec.deploy.onnx_export`), on the CPU; other continuing encoder calls,
-  and continuing steps on a GPU, run eagerly.
+  (:func:`focalcodec.deploy.onnx_graphs.encoder_step`, on a
+  :func:`~focalcodec.deploy.onnx_graphs.trace_view` of the encoder), on the CPU; other
+  continuing encoder calls, and continuing steps on a GPU, run eagerly.
 * the quantizer (a handful of sign and bit operations) stays eager.
 
 The result is a :class:`~focalcodec.FocalCodec` with the same methods, call forms,
@@ -39,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from .onnx_export import _encoder_step, _traceable_core
+from .onnx_graphs import StartFlag, encoder_step, trace_view
 
 __all__ = ["MAX_GRAPHS", "TracedNetwork", "script"]
 
@@ -185,16 +186,22 @@ class _Flat(nn.Module):
 
 
 class _EncoderStep(_Flat):
-    """A continuing causal encoder step with the stream position kept as a tensor."""
+    """A continuing causal encoder step with the stream position kept as a tensor.
+
+    It runs on a trace view of the encoder (its weights, plain convolutions, the cache
+    written at a tensor row), with ``first`` false: the stream has started.
+    """
 
     def __init__(self, eager: nn.Module, layout: Any) -> None:
         super().__init__(eager, layout, {})
+        self.flag = StartFlag()
+        self.view = trace_view(eager, self.flag)
 
     def forward(self, x: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
         state = _unflatten(self.layout_in, iter(tensors))
         first = torch.tensor(False)
-        with _traceable_core(first):
-            y, new = _encoder_step(self.eager, x, state, first)
+        self.flag.value = first
+        y, new = encoder_step(self.view, x, state, first)
         flat: list[Tensor] = []
         self.layout_out = _flatten(new, flat)
         return (y, *flat)

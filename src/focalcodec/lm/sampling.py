@@ -142,7 +142,7 @@ def check_pair(codec, lm: TokenLM) -> None:
 
 
 def _decode(codec, toks: np.ndarray, out_len: int) -> torch.Tensor:
-    device = next(codec.parameters()).device
+    device = codec.device
     with torch.inference_mode():
         sig = codec.toks_to_sig(
             torch.from_numpy(toks)[None].to(device), output_length=out_len
