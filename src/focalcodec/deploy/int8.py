@@ -120,11 +120,10 @@ def _kernel_entry():
     The public API is the overload ``torch.ops.quantized.linear_dynamic.default``. Each
     call through it first runs Python-side checks for fake TorchBind objects (about 20
     Python-level operations, of use only when tracing with fake tensors, which the int8
-    modes do not support): 3 us per call on the 2-core development CPU, 0.3 ms per
-    streaming step of ~100 int8 products (1 % of a step). The overload's ``_op``
-    attribute is the operator without those checks. This is the one place where the
-    fast modes reach a private torch attribute; without it (another torch release),
-    the public overload is used.
+    modes do not support), at each of the ~100 int8 products of a streaming step. The
+    overload's ``_op`` attribute is the operator without those checks. This is the one
+    place where the fast modes reach a private torch attribute; without it (another
+    torch release), the public overload is used.
     """
     overload = torch.ops.quantized.linear_dynamic.default
     return getattr(overload, "_op", overload)
