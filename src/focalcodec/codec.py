@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from . import __version__
 from .config import SLOTS, config_hash, normalize_config, registry
 from .errors import AudioError, ConfigError, InputError
-from .modules.knn import knn
+from .modules.knn import check_matching_set, knn
 from .streaming.threaded import fit_length, stateful
 
 __all__ = ["CodecOutput", "FocalCodec"]
@@ -347,14 +347,12 @@ class FocalCodec(nn.Module):
     def knn(
         self, input: Tensor, matching_set: Tensor, topk: int = 4, num_splits: int = 1
     ) -> Tensor:
-        """Nearest ``topk`` rows of ``matching_set`` (M, D) per frame: (..., k, D)."""
-        if matching_set.dim() != 2 or matching_set.shape[-1] != input.shape[-1]:
-            raise InputError(
-                f"matching_set must have shape (M, {input.shape[-1]}), got "
-                f"{tuple(matching_set.shape)}"
-            )
-        if matching_set.shape[0] == 0:
-            raise InputError("matching_set is empty: give at least one reference frame")
+        """Nearest ``topk`` rows of ``matching_set`` (M, D) per frame: (..., k, D).
+
+        ``matching_set`` must be finite, 2-D and ``D`` wide, and ``topk`` in [1, M];
+        otherwise :class:`~focalcodec.errors.InputError`.
+        """
+        check_matching_set(matching_set, input.shape[-1], topk)
         return knn(input, matching_set.to(input), topk, num_splits)
 
     # -- streaming (implemented in session.py) ------------------------------------------
@@ -482,6 +480,11 @@ class FocalCodec(nn.Module):
     def _check_toks(self, toks: Tensor) -> Tensor:
         if not torch.is_tensor(toks) or toks.is_floating_point() or toks.dim() < 1:
             raise InputError("tokens must be an integer tensor of shape (B, L)")
+        if toks.numel() == 0:
+            raise InputError(
+                f"tokens have shape {tuple(toks.shape)}: give at least one token per "
+                "item to decode"
+            )
         if toks.numel() and (toks.min() < 0 or toks.max() >= self.codebook_size):
             raise InputError(
                 f"tokens must lie in [0, {self.codebook_size}); got values from "
@@ -495,11 +498,18 @@ class FocalCodec(nn.Module):
                 f"codes must have shape (B, L, {self.bits_per_token}), got "
                 f"{tuple(codes.shape)}"
             )
+        if codes.shape[0] == 0 or codes.shape[1] == 0:
+            raise InputError(
+                f"codes have shape {tuple(codes.shape)}: give at least one frame per "
+                "item to decode"
+            )
         return codes
 
     def _per_item(self, fn: Callable, x: Tensor, length: Tensor | None) -> Any:
         """Run ``fn`` so that each item only ever sees its own valid part of ``x``."""
-        counts = _valid_counts(length, x.shape[0], x.shape[1])
+        # Waveforms (B, N) need one encoder frame per item; codes (B, L, C) one step.
+        minimum = self.encoder.downsample_factor if x.dim() == 2 else 1
+        counts = _valid_counts(length, x.shape[0], x.shape[1], minimum)
         if counts is None:
             return fn(x)
         groups: dict[int, list[int]] = {}
@@ -519,16 +529,34 @@ def _config_keys() -> list[str]:
     return [f"{slot}_{part}" for slot in SLOTS for part in ("name", "config")]
 
 
-def _valid_counts(length: Tensor | None, batch: int, total: int) -> list[int] | None:
-    """Valid time steps per item, or None when every item is full length."""
+def _valid_counts(
+    length: Tensor | None, batch: int, total: int, minimum: int = 1
+) -> list[int] | None:
+    """Valid time steps per item, or None when every item is full length.
+
+    An item whose relative length leaves fewer than ``minimum`` steps is an
+    :class:`InputError`, not a silent one-step item.
+    """
     if length is None:
         return None
-    length = torch.as_tensor(length, dtype=torch.float32).detach().cpu().flatten()
+    try:
+        length = torch.as_tensor(length, dtype=torch.float32).detach().cpu().flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(
+            f"length must be a tensor of {batch} relative lengths in (0, 1]"
+        ) from None
     if length.numel() != batch:
         raise InputError(f"length must have {batch} entries, got {length.numel()}")
     if not bool(((length > 0) & (length <= 1)).all()):
         raise InputError("length values must be relative lengths in (0, 1]")
-    counts = [max(1, min(total, round(float(v) * total))) for v in length]
+    counts = [min(total, round(float(v) * total)) for v in length]
+    for i, n in enumerate(counts):
+        if n < minimum:
+            raise InputError(
+                f"length[{i}]={float(length[i]):.3g} leaves {n} of {total} steps, "
+                f"fewer than the {minimum} needed: give that item a larger relative "
+                "length or leave it out of the batch"
+            )
     return None if all(n == total for n in counts) else counts
 
 

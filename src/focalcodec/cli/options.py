@@ -25,6 +25,7 @@ __all__ = [
     "add_common",
     "add_inputs_outputs",
     "add_model",
+    "add_skip_existing",
     "device_name",
     "open_models",
     "positive_int",
@@ -88,6 +89,16 @@ def add_common(parser: argparse.ArgumentParser, batch: bool = True) -> None:
     )
     group.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bars or warnings"
+    )
+
+
+def add_skip_existing(parser: argparse.ArgumentParser) -> None:
+    """``--skip-existing``: finish an interrupted batch, keeping the outputs it made."""
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave outputs that already exist alone and do the rest (outputs are "
+        "written atomically, so an existing one is complete)",
     )
 
 
