@@ -433,3 +433,19 @@ def assert_same_state(a: Any, b: Any) -> None:
         assert np.isnan(b)
     else:
         assert a == b, (a, b)
+
+
+# -- long audio files made of the in-repo speech clips ----------------------------------
+
+
+def speech_file(path: Path, seconds: float, rate: int = 16000) -> Path:
+    """Write ``seconds`` of real speech (the clips of tests/data/audio, tiled) to
+    ``path`` at ``rate`` Hz, mono 16-bit; returns ``path``."""
+    from focalcodec.io.audio import load_audio
+
+    clips = sorted((DATA / "audio").rglob("*.flac"))
+    sig = np.concatenate([load_audio(c, rate).sig for c in clips])
+    want = round(seconds * rate)
+    sig = np.tile(sig, -(-want // len(sig)))[:want]
+    sf.write(path, np.clip(sig, -1, 1), rate, subtype="PCM_16")
+    return path

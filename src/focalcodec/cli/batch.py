@@ -289,14 +289,15 @@ def open_output(item: Item, *, force: bool) -> Iterator[BinaryIO]:
     if item.dst is None:
         with tempfile.TemporaryFile() as fileobj:
             yield fileobj
-            item.size = fileobj.tell()
+            item.size = fileobj.seek(0, os.SEEK_END)
             fileobj.seek(0)
             shutil.copyfileobj(fileobj, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         return
     with atomic_write(item.dst, force=force, inputs=item.keep) as fileobj:
         yield fileobj
-        item.size = fileobj.tell()
+        # The end, not tell(): audio writers seek back to finish their header.
+        item.size = fileobj.seek(0, os.SEEK_END)
 
 
 def write_output(item: Item, data: bytes, *, force: bool) -> None:

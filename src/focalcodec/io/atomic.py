@@ -60,9 +60,12 @@ def resolve(path: PathLike) -> Path:
 
 
 def file_id(path: PathLike) -> tuple[int, int] | None:
-    """``(device, inode)`` of an existing file (symlinks followed), else None."""
+    """``(device, inode)`` of an existing file (symlinks followed), else None.
+
+    The path is resolved first, so ``nosuch/../a.wav`` names ``a.wav`` here too.
+    """
     try:
-        st = os.stat(path)
+        st = os.stat(resolve(path))
     except (OSError, ValueError):
         return None
     return st.st_dev, st.st_ino

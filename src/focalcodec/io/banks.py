@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BANK_FORMAT",
+    "feats_long",
     "load_bank",
     "matching_set_from_files",
     "matching_set_from_signals",
@@ -89,7 +90,7 @@ def matching_set_from_files(
     for path in paths:
         with AudioReader(path, codec.sample_rate_input) as reader:
             long = not fits_whole(codec, reader.num_samples)
-            parts.append(_feats_long(codec, reader) if long else None)
+            parts.append(feats_long(codec, reader) if long else None)
         if not long:
             sig, rate = load_audio(path, codec.sample_rate_input)
             parts[-1] = matching_set_from_signals(codec, [sig], rate)
@@ -98,8 +99,11 @@ def matching_set_from_files(
     return torch.cat(parts)
 
 
-def _feats_long(codec: FocalCodec, reader: AudioReader) -> torch.Tensor:
+def feats_long(codec: FocalCodec, reader: AudioReader | np.ndarray) -> torch.Tensor:
     """Encoder features (M, D) of a long recording, window by window.
+
+    ``reader`` is an :class:`~focalcodec.io.audio.AudioReader` at the model's input
+    rate or a waveform (1, N) there.
 
     Windows of :data:`~focalcodec.io.longaudio.WINDOW_SECONDS` see
     :data:`~focalcodec.io.longaudio.OVERLAP_SECONDS` of context on each side and keep
@@ -109,7 +113,7 @@ def _feats_long(codec: FocalCodec, reader: AudioReader) -> torch.Tensor:
 
     hop = int(codec.encoder.downsample_factor)
     rate = codec.sample_rate_input / hop
-    total = reader.num_samples
+    total = reader.shape[-1]
     windows = plan_windows(
         -(-total // hop), round(WINDOW_SECONDS * rate), round(OVERLAP_SECONDS * rate)
     )
@@ -118,7 +122,7 @@ def _feats_long(codec: FocalCodec, reader: AudioReader) -> torch.Tensor:
     for k, w in enumerate(windows):
         last = k == len(windows) - 1
         stop = total if last else min(total, (w.stop + 1) * hop)
-        piece = torch.from_numpy(reader[:, w.start * hop : stop]).to(device)
+        piece = torch.as_tensor(reader[:, w.start * hop : stop]).to(device)
         with torch.inference_mode():
             feats = codec.sig_to_feats(piece)[0]
         keep = slice(w.core_start - w.start, None if last else w.core_stop - w.start)
