@@ -128,7 +128,10 @@ def plan(
                 items.append(Item(path, Path(output) / rel))
         else:
             dst = Path(output) / src.with_suffix(out_suffix).name if to_dir else None
-            items.append(Item(src, dst if to_dir else _out(output)))
+            item = Item(src, dst if to_dir else _out(output))
+            if not src.exists():  # reported now, before a model is loaded for it
+                item.error = "no such file"
+            items.append(item)
     _mark_conflicts(items, force, skip_existing, tuple(protect))
     return items
 

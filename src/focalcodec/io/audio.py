@@ -357,7 +357,7 @@ class AudioReader:
                 self.source_rate, self.sample_rate, 1, dtype="float32", quality="HQ"
             )
         self._buffer = np.zeros(0, dtype=np.float32)
-        self._start = 0  # index of the first buffered sample
+        self._start = 0  # no request may start before this sample
         self._produced = 0
         self._done = False
         self.clipping: str | None = None
@@ -408,13 +408,16 @@ class AudioReader:
                 f"{self.name}: AudioReader reads forwards only (asked for sample "
                 f"{start} after dropping those before {self._start})"
             )
-        # Drop what lies before this request: later requests start no earlier.
-        self._buffer = self._buffer[start - self._start :]
+        # Later requests start no earlier, so what lies before this one is dropped,
+        # also while reading up to it: memory stays at one request plus one block.
         self._start = start
-        while self._start + len(self._buffer) < stop and self._pull():
-            pass
-        piece = self._buffer[: max(stop - start, 0)]
-        return piece[None].copy()
+        while True:
+            first = self._produced - len(self._buffer)  # index of buffer[0]
+            self._buffer = self._buffer[min(max(start - first, 0), len(self._buffer)) :]
+            if self._produced >= stop or not self._pull():
+                break
+        first = self._produced - len(self._buffer)
+        return self._buffer[start - first : max(stop - first, 0)][None].copy()
 
     def blocks(self, size: int) -> Iterator[np.ndarray]:
         """Consecutive pieces of ``size`` samples (the last may be shorter), (n,)."""
