@@ -445,8 +445,8 @@ def _check_toks(codec, toks: Any) -> Tensor:
     toks = toks[None] if toks.dim() == 1 else toks
     if toks.numel() == 0:
         raise InputError(
-            f"tokens have shape {tuple(toks.shape)}: give at least one token per item "
-            "to decode"
+            f"no tokens to decode: tokens have shape {tuple(toks.shape)}; give at least "
+            "one token per item"
         )
     if toks.min() < 0 or toks.max() >= codec.codebook_size:
         raise InputError(
