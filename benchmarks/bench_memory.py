@@ -61,7 +61,9 @@ FocalCodec.from_config(sys.argv[1]).save_pretrained(sys.argv[2])
 
 def random_weight_model(name: str, cache: Path) -> Path:
     """A folder with the full-size architecture ``name`` and random weights (built in
-    a child process, so that this one stays small)."""
+    a child process, so that this one stays small); a model folder is used as it is."""
+    if Path(name).is_dir():
+        return Path(name)
     folder = cache / f"{name}_random"
     if not (folder / "model.safetensors").is_file():
         subprocess.run([sys.executable, "-c", _BUILD, name, str(folder)], check=True)
@@ -86,9 +88,10 @@ def write_speech(path: Path, minutes: float) -> None:
                     break
 
 
-def run_cli(args: list[str]) -> dict:
+def run_cli(args: list[str], extra_env: dict[str, str]) -> dict:
     """Run ``focalcodec ARGS`` in a fresh process: peak RSS (MB), wall time, status."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env.update(extra_env)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, *args], env=env, capture_output=True, text=True
@@ -104,19 +107,21 @@ def run_cli(args: list[str]) -> dict:
     }
 
 
-def baseline(model: Path, tmp: Path) -> dict:
+def baseline(model: Path, tmp: Path, env: dict[str, str]) -> dict:
     """The model loaded and one second encoded: the floor under every long run."""
-    return measure(model, 1 / 60, tmp)
+    return measure(model, 1 / 60, tmp, env)
 
 
-def measure(model: Path, minutes: float, tmp: Path) -> dict:
+def measure(model: Path, minutes: float, tmp: Path, env: dict[str, str]) -> dict:
     audio = tmp / f"speech_{minutes:g}min.wav"
     if not audio.exists():
         write_speech(audio, minutes)
     out = tmp / f"{model.name}_{minutes:g}min.fcz"
     argv = ["encode", str(audio), "-o", str(out)]
     argv += ["-m", str(model), "--device", "cpu", "--force", "-q"]
-    row = {"model": model.name, "minutes": round(minutes, 4), **run_cli(argv)}
+    row = {"model": model.name, "minutes": round(minutes, 4), **run_cli(argv, env)}
+    if env:
+        row["env"] = env
     if out.exists():
         from focalcodec.io import bitstream
 
@@ -130,7 +135,12 @@ def measure(model: Path, minutes: float, tmp: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=DEFAULT_MODELS,
+        help="packaged names (built full size with random weights) or model folders",
+    )
     parser.add_argument("--minutes", nargs="+", type=float, default=[1, 20, 60])
     parser.add_argument(
         "--cache",
@@ -141,16 +151,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--json", type=Path, default=REPO / "benchmarks/results/memory_encode.json"
     )
+    parser.add_argument(
+        "--env",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the measured processes (e.g. "
+        "MALLOC_MMAP_THRESHOLD_=131072 to see how much of the growth is the allocator)",
+    )
     args = parser.parse_args(argv)
+    env = dict(item.split("=", 1) for item in args.env)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             model = random_weight_model(name, args.cache)
-            base = baseline(model, Path(tmp))
+            base = baseline(model, Path(tmp), env)
             print(json.dumps(base), flush=True)
             rows.append(base)
             for minutes in args.minutes:
-                row = measure(model, minutes, Path(tmp))
+                row = measure(model, minutes, Path(tmp), env)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
                 _save(args, rows)
