@@ -197,7 +197,7 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
 def test_atomic_write_never_replaces_an_input(tmp_path):
     path = tmp_path / "in.wav"
     path.write_bytes(b"precious")
-    with pytest.raises(OutputExistsError, match="is the input"):
+    with pytest.raises(OutputExistsError, match="own input"):
         with atomic_write(path, force=True, inputs=(path,)):
             pass
     assert path.read_bytes() == b"precious"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from focalcodec import FocalCodec
 from focalcodec.cli import main
 from focalcodec.errors import FormatError, ModelMismatchError
-from focalcodec.io import bitstream
+from focalcodec.io import bitstream, limits
 from focalcodec.io.compress import decompress, header_for, loadable_name
 
 MODEL = "causal_wavenext_50hz"  # 16 kHz in, 24 kHz out, 12-bit tokens, hop 320
@@ -208,7 +208,7 @@ def test_whatever_parses_is_bounded(bits, rates, num_tokens, num_samples):
     except FormatError:
         return
     h = container.header
-    low, high = bitstream.MIN_RATE, bitstream.MAX_RATE
+    low, high = limits.MIN_RATE, limits.MAX_RATE
     assert low <= h.sample_rate_input <= high and low <= h.sample_rate_output <= high
     assert 1 <= h.hop_length <= h.sample_rate_input
     assert abs(container.num_samples - num_tokens * h.hop_length) < 2 * h.hop_length

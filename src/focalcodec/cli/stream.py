@@ -190,7 +190,7 @@ def _check_outputs(args: argparse.Namespace) -> str | None:
         try:
             check_output(output, force=args.force, inputs=inputs)
         except OutputExistsError as exc:
-            if "is the input" in str(exc):
+            if "its own input" in str(exc):
                 return f"{output}: the output would overwrite the input"
             return str(exc)
     return None

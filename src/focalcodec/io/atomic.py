@@ -108,8 +108,8 @@ def check_output(path: PathLike, *, force: bool = False, inputs: Iterable = ()) 
     src = _input_of(target, inputs)
     if src is not None:
         raise OutputExistsError(
-            f"{path}: output is the input {src}; inputs are never overwritten, even "
-            "with --force: choose another output"
+            f"{path}: output would overwrite its own input {src}; inputs are never "
+            "overwritten, even with --force: choose another output"
         )
     if target.is_dir():
         raise OutputExistsError(f"{path}: output is an existing directory")
