@@ -204,6 +204,39 @@ class FocalCodec(nn.Module):
         sig = self._check_sig(sig)
         return self._per_item(lambda s: self.feats_to_toks(self._feats(s)), sig, length)
 
+    def sig_to_toks_padded(
+        self, sig: Tensor, lengths: Tensor | list[int]
+    ) -> tuple[Tensor, Tensor]:
+        """Tokens of a right-padded batch in one forward pass (fast batched encoding).
+
+        Padding is masked wherever the model mixes time (attention keys, positional and
+        focal convolutions, the global average), so the first ``counts[i]`` tokens of
+        item ``i`` equal ``sig_to_toks(sig[i, :lengths[i]])`` except at float-rounding
+        ties (agreement measured in ``docs/tokenize.md``). For bit-exact per-item
+        results use ``sig_to_toks(sig, length=...)``, which runs each length apart.
+
+        Parameters
+        ----------
+        sig
+            Waveforms (B, N), zero-padded on the right, at ``sample_rate_input``.
+        lengths
+            Real samples of each item (B,), integers in [1, N].
+
+        Returns
+        -------
+            int64 tokens (B, L) with zeros past each item's end, and token counts (B,).
+        """
+        sig = self._check_sig(sig)
+        lengths = _sample_lengths(lengths, sig, self.encoder.downsample_factor)
+        feats, _ = self.encoder(sig, need_state=False, lengths=lengths)
+        frames = self.encoder.frame_lengths(lengths)
+        lats, _ = self.compressor(feats, lengths=frames)
+        counts = self.compressor.out_lengths(frames)
+        toks = self.quantizer.lats_to_toks(F.normalize(lats, dim=-1))
+        toks = toks[:, : int(counts.max())]
+        steps = torch.arange(toks.shape[1], device=toks.device)
+        return toks.masked_fill(steps[None] >= counts[:, None], 0), counts
+
     @stateful("sig", "codes", ("encoder", "compressor"))
     def sig_to_codes(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) -> codes (B, L, C) with entries +-1/sqrt(C)."""
@@ -558,6 +591,21 @@ def _valid_counts(
                 "length or leave it out of the batch"
             )
     return None if all(n == total for n in counts) else counts
+
+
+def _sample_lengths(lengths: Tensor | list[int], sig: Tensor, minimum: int) -> Tensor:
+    """Validated sample counts (B,) int64 on ``sig``'s device."""
+    lengths = torch.as_tensor(lengths).flatten()
+    if lengths.is_floating_point() or lengths.numel() != sig.shape[0]:
+        raise InputError(
+            f"lengths must be {sig.shape[0]} integer sample counts, got {lengths.tolist()}"
+        )
+    if bool(((lengths < minimum) | (lengths > sig.shape[1])).any()):
+        raise InputError(
+            f"lengths must lie in [{minimum}, {sig.shape[1]}] samples, got "
+            f"{lengths.tolist()}"
+        )
+    return lengths.to(device=sig.device, dtype=torch.long)
 
 
 def _scatter_padded(

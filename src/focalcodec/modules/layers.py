@@ -21,6 +21,7 @@ __all__ = [
     "extend_left",
     "conv_time",
     "same_pad",
+    "time_mask",
 ]
 
 
@@ -123,6 +124,17 @@ class _Tape:
             and past.shape == tail.shape
             and past.stride() == tail.stride()
         )
+
+
+def time_mask(lengths: Tensor, frames: int) -> Tensor:
+    """Which frames of a right-padded batch are real: (B, frames, 1) bool.
+
+    ``lengths`` (B,) holds each item's number of real frames. Padded batches use it to
+    set padding back to zero before a convolution over time, so that an item's real
+    frames see the zeros they would see alone.
+    """
+    steps = torch.arange(frames, device=lengths.device)
+    return (steps[None, :] < lengths[:, None])[..., None]
 
 
 def same_pad(x: Tensor, kernel_size: int) -> Tensor:
