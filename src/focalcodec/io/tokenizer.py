@@ -290,9 +290,7 @@ class _Job:
 
                 precision = self.options.precision
                 with torch.inference_mode(), _autocast(self.dist.device, precision):
-                    toks = encode_long(
-                        self.codec, torch.from_numpy(sig), progress=progress
-                    )
+                    toks = encode_long(self.codec, sig, progress=progress)
             self.done(entry, len(sig), toks[0].to("cpu", torch.int64).numpy())
         except Exception as exc:
             self.failed(entry, exc)
