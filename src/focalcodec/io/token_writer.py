@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -141,7 +142,10 @@ def open_folder(
 def _clear(folder: Path) -> None:
     for path in folder.iterdir():
         name = path.name
-        if name in (META, INDEX, NEXT_INDEX, NEXT_TOKENS) or is_data_file(name):
+        ours = name in (META, INDEX, NEXT_INDEX, NEXT_TOKENS) or is_data_file(name)
+        # Shards of the format before this one (focalcodec 0.1 safetensors folders).
+        old = re.fullmatch(r"shard-\d+\.safetensors", name)
+        if ours or old:
             path.unlink()
     for path in journal_paths(folder):
         path.unlink()
