@@ -112,8 +112,11 @@ class FocalModulation(nn.Module):
             if valid is None:
                 pooled = F.gelu(ctx.mean(1, keepdim=True))
             else:
-                total = ctx.masked_fill(~valid, 0.0).sum(1, keepdim=True)
-                pooled = F.gelu(total / lengths[:, None, None].to(ctx.dtype))
+                # Summed in float32: under bf16 autocast a length such as 3001 frames
+                # is not representable.
+                real = ctx.masked_fill(~valid, 0.0)
+                total = real.sum(1, keepdim=True, dtype=torch.float32)
+                pooled = F.gelu((total / lengths[:, None, None]).to(ctx.dtype))
             modulator = modulator + pooled * gates[..., self.focal_level :]
         if self.normalize_modulator:
             modulator = modulator / (self.focal_level + 1)
