@@ -204,30 +204,23 @@ class FocalCodec(nn.Module):
         sig = self._check_sig(sig)
         return self._per_item(lambda s: self.feats_to_toks(self._feats(s)), sig, length)
 
-    def sig_to_toks_padded(
-        self, sig: Tensor, lengths: Tensor | list[int]
-    ) -> tuple[Tensor, Tensor]:
-        """Tokens of a right-padded batch in one forward pass (fast batched encoding).
+    def sig_to_toks_padded(self, sig: Tensor, lengths: Any) -> tuple[Tensor, Tensor]:
+        """Tokens of a right-padded batch (B, N) with ``lengths`` (B,) real samples, in
+        one pass: int64 tokens (B, L), zeros past each item's end, and counts (B,).
 
-        Padding is masked wherever the model mixes time (attention keys, positional and
-        focal convolutions, the global average), so the first ``counts[i]`` tokens of
-        item ``i`` equal ``sig_to_toks(sig[i, :lengths[i]])`` except at float-rounding
-        ties (agreement measured in ``docs/tokenize.md``). For bit-exact per-item
-        results use ``sig_to_toks(sig, length=...)``, which runs each length apart.
-
-        Parameters
-        ----------
-        sig
-            Waveforms (B, N), zero-padded on the right, at ``sample_rate_input``.
-        lengths
-            Real samples of each item (B,), integers in [1, N].
-
-        Returns
-        -------
-            int64 tokens (B, L) with zeros past each item's end, and token counts (B,).
+        Padding is masked wherever the model mixes time, so item ``i``'s first
+        ``counts[i]`` tokens equal ``sig_to_toks(sig[i, :lengths[i]])`` except at
+        float-rounding ties (measured in ``docs/tokenize.md``); ``length=`` gives
+        bit-exact per-item results instead.
         """
         sig = self._check_sig(sig)
-        lengths = _sample_lengths(lengths, sig, self.encoder.downsample_factor)
+        lengths = torch.as_tensor(lengths).flatten()
+        low, high = self.encoder.downsample_factor, sig.shape[1]
+        if lengths.is_floating_point() or lengths.numel() != sig.shape[0]:
+            raise InputError(f"lengths must be {sig.shape[0]} integer sample counts")
+        if bool(((lengths < low) | (lengths > high)).any()):
+            raise InputError(f"lengths must lie in [{low}, {high}] samples")
+        lengths = lengths.to(device=sig.device, dtype=torch.long)
         feats, _ = self.encoder(sig, need_state=False, lengths=lengths)
         frames = self.encoder.frame_lengths(lengths)
         lats, _ = self.compressor(feats, lengths=frames)
@@ -591,21 +584,6 @@ def _valid_counts(
                 "length or leave it out of the batch"
             )
     return None if all(n == total for n in counts) else counts
-
-
-def _sample_lengths(lengths: Tensor | list[int], sig: Tensor, minimum: int) -> Tensor:
-    """Validated sample counts (B,) int64 on ``sig``'s device."""
-    lengths = torch.as_tensor(lengths).flatten()
-    if lengths.is_floating_point() or lengths.numel() != sig.shape[0]:
-        raise InputError(
-            f"lengths must be {sig.shape[0]} integer sample counts, got {lengths.tolist()}"
-        )
-    if bool(((lengths < minimum) | (lengths > sig.shape[1])).any()):
-        raise InputError(
-            f"lengths must lie in [{minimum}, {sig.shape[1]}] samples, got "
-            f"{lengths.tolist()}"
-        )
-    return lengths.to(device=sig.device, dtype=torch.long)
 
 
 def _scatter_padded(
