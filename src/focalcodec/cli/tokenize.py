@@ -127,4 +127,8 @@ def run(args: argparse.Namespace) -> int:
             f"tokenized {report.written} items ({report.seconds:.1f} s of audio) on "
             f"{dist.world_size} process(es); {report.items} items in {args.output}"
         )
+    if dist.is_main and report.missing and not report.any_failed:
+        # Only a data file damaged after this run checked it leaves items out.
+        error(f"{report.missing} items are missing; run the command again")
+        return 1
     return 1 if report.any_failed else 0

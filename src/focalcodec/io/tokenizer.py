@@ -86,6 +86,7 @@ class TokenizeReport:
     seconds: float = 0.0
     failed: list[tuple[str, BaseException]] = field(default_factory=list)
     items: int | None = None
+    missing: int = 0
     damaged: list[str] = field(default_factory=list)
     any_failed: bool = False
 
@@ -142,7 +143,8 @@ def tokenize_entries(
     report.any_failed = any_rank(bool(report.failed), dist.device)
     if dist.is_main:
         done = finish(out, [e.id for e in entries])
-        report.items, report.damaged = done.items, report.damaged + done.damaged
+        report.items, report.missing = done.items, done.missing
+        report.damaged = list(dict.fromkeys(report.damaged + done.damaged))
     return report
 
 
