@@ -9,7 +9,7 @@ Reported: identical tokens over all tokens, identical items, and the worst item.
 Models are full-size with random weights (``FocalCodec.from_config(name)``, seeded) or
 any model folder. Example (the figure in ``docs/tokenize.md``)::
 
-    OMP_NUM_THREADS=1 python benchmarks/tokenize_agreement.py ../shared/audio \\
+    OMP_NUM_THREADS=1 python benchmarks/tokenize_agreement.py ../shared/audio --every 10 \\
         --models focalcodec_50hz focalcodec_12_5hz focalcodec_50hz_2k_causal \\
         --out benchmarks/results/tokenize_agreement.json
 """
