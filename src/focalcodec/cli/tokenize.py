@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exact",
         action="store_true",
-        help="encode item by item, bit-exact with 'focalcodec encode' (slower)",
+        help="encode item by item, each item whole: its solo tokens, bit for bit (slower)",
     )
     parser.add_argument(
         "--batch-seconds",

@@ -44,7 +44,7 @@ class TokenizeOptions:
     fmt
         ``npy`` or ``parquet``.
     exact
-        Encode item by item (bit-exact with ``focalcodec encode``) instead of in padded
+        Encode item by item (each item's solo tokens, bit for bit) instead of in padded
         buckets.
     batch_seconds
         Padded audio per bucket (items x longest item), in seconds.
@@ -273,45 +273,29 @@ class _Job:
         return [toks[i, :c] for i, c in enumerate(counts.tolist())]
 
     def run_long(self, entry: Entry, show: bool) -> None:
-        """One long item in long-form windows (bounded memory), with its own bar."""
+        """One long item through :func:`focalcodec.io.longaudio.iter_encode` (read,
+        resampled and encoded piece by piece: flat memory), with its own bar."""
         from tqdm import tqdm
 
-        from ..streaming.longform import encode_long
+        from .audio import AudioReader
+        from .longaudio import iter_encode
 
         name = Path(entry.path).name
+        bar = tqdm(total=100, unit="%", desc=name, leave=False, disable=not show)
+
+        def progress(fraction: float) -> None:
+            bar.n = round(100 * fraction)
+            bar.refresh()
+
         try:
-            sig = _long_signal(entry.path, self.rate)
-            with tqdm(
-                total=1, unit="window", desc=name, leave=False, disable=not show,
-                file=sys.stderr,
-            ) as bar:  # fmt: skip
-
-                def progress(done: int, total: int) -> None:
-                    bar.total, bar.n = total, done
-                    bar.refresh()
-
-                precision = self.options.precision
+            precision = self.options.precision
+            with AudioReader(entry.path, self.rate) as reader, bar:
                 with torch.inference_mode(), _autocast(self.dist.device, precision):
-                    toks = encode_long(self.codec, sig, progress=progress)
-            self.done(entry, len(sig), toks[0].to("cpu", torch.int64).numpy())
+                    pieces = list(iter_encode(self.codec, reader, progress))
+                num_samples = reader.num_samples
+            self.done(entry, num_samples, np.concatenate(pieces).astype(np.int64))
         except Exception as exc:
             self.failed(entry, exc)
-
-
-def _long_signal(path: Path, rate: int) -> Any:
-    """A file at the model rate is read lazily, window by window (flat memory);
-    any other is decoded and resampled whole (4 bytes per sample at the model rate)."""
-    from ..streaming.longform import AudioFileSignal
-    from .audio import load_audio
-
-    try:
-        lazy = AudioFileSignal(path)
-    except FocalCodecError:
-        lazy = None
-    if lazy is not None and lazy.sample_rate == rate:
-        return lazy
-    sig, _ = load_audio(path, rate)
-    return torch.from_numpy(sig)
 
 
 def _min_samples(codec: Any) -> int:
