@@ -12,7 +12,7 @@ from focalcodec.errors import ConfigError
 from focalcodec.train.config import load_config
 from focalcodec.train.monitor import PlateauDecay, ValidationMonitor, load_best
 from focalcodec.train.trainer import Trainer
-from train_helpers import ToyData, ToyStage, assert_same_state, toy_collate, toy_config
+from support import ToyData, ToyStage, assert_same_state, toy_collate, toy_config
 
 LOCAL = distributed.DistInfo(0, 1, 0, torch.device("cpu"))
 # 24 items in batches of 4: 6 steps per epoch; validation once per epoch.
