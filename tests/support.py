@@ -506,3 +506,40 @@ def write_tones(folder: Path, per_class: int = 24, seed: int = 0) -> Path:
         rows.append({"path": name, "text": "".join("abcd"[p] for p in picks)})
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest
+
+
+def ddp_probe_worker(rank: int, world: int, port: int, args: tuple) -> None:
+    """One process of a 2-process gloo probe run (for ``mp.spawn``).
+
+    ``args``: (manifest, output folder, cache folder, model, summary folder); each rank
+    writes the summary it got back as ``rank<r>.json``.
+    """
+    import torch
+
+    from focalcodec.probe import ProbeJob, load_probe_config, run_probe
+
+    manifest, out, cache, model, summaries = args
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    cfg = load_probe_config(
+        None,
+        [
+            f"data.manifest={manifest}",
+            "data.label=pitch",
+            f"data.cache_dir={cache}",
+            "data.batch_size=8",
+            "net.hidden=16",
+            "net.layers=1",
+            "trainer.max_epochs=2",
+            "trainer.device=cpu",
+            "log.progress=false",
+        ],
+    )
+    summary = run_probe(ProbeJob(cfg, [model], Path(out), progress=False))
+    Path(summaries, f"rank{rank}.json").write_text(json.dumps(summary))

@@ -181,3 +181,28 @@ def test_random_weights_and_several_models_in_one_table(
     table = (tmp_path / "results.md").read_text().splitlines()
     assert len([line for line in table if line.startswith("| `")]) == 2
     assert len(list((cache / "tokens").iterdir())) >= 2
+
+
+def test_two_processes_under_torchrun_rules(tmp_path, tones, golden_dir):
+    """2 gloo ranks share the token encoding and the training; rank 0 writes."""
+    import torch.multiprocessing as mp
+
+    from support import ddp_probe_worker, free_port
+
+    cache, summaries = tmp_path / "cache", tmp_path / "summaries"
+    summaries.mkdir()
+    model = str(golden_dir / GOLDEN)
+    args = (str(tones), str(tmp_path / "out"), str(cache), model, str(summaries))
+    mp.spawn(ddp_probe_worker, args=(2, free_port(), args), nprocs=2, join=True)
+    rank0 = json.loads((summaries / "rank0.json").read_text())
+    rank1 = json.loads((summaries / "rank1.json").read_text())
+    assert rank0 == rank1
+    (result,) = rank0["models"]
+    assert result["epochs"] == 2 and len(result["curves"]) == 2
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == rank0
+    # Both ranks encoded a share; the merged folder holds every file once.
+    from focalcodec.io.tokens import TokenDataset
+
+    (folder,) = (cache / "tokens").iterdir()
+    ids = TokenDataset(folder).ids
+    assert len(ids) == len(set(ids)) == 96
