@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from focalcodec.errors import OutputExistsError
 from focalcodec.probe import ProbeJob, load_probe_config, run_probe
@@ -175,7 +176,9 @@ def test_random_weights_and_several_models_in_one_table(
 ):
     model = str(golden_dir / GOLDEN)
     models = [model, f"random:{model}"]
-    summary = run_probe(probe(tones, tmp_path, cache, models, "trainer.max_epochs=1"))
+    # bf16 autocast on the CPU too (the recipes' GPU setting).
+    extra = ["trainer.max_epochs=1", "trainer.precision=bf16"]
+    summary = run_probe(probe(tones, tmp_path, cache, models, *extra))
     keys = [r["model_key"] for r in summary["models"]]
     assert [r["model"] for r in summary["models"]] == models and keys[0] != keys[1]
     table = (tmp_path / "results.md").read_text().splitlines()
@@ -206,3 +209,14 @@ def test_two_processes_under_torchrun_rules(tmp_path, tones, golden_dir):
     (folder,) = (cache / "tokens").iterdir()
     ids = TokenDataset(folder).ids
     assert len(ids) == len(set(ids)) == 96
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_probe_on_gpu_with_bf16(tmp_path, tones, golden_dir):
+    model = str(golden_dir / GOLDEN)
+    job = probe(tones, tmp_path, tmp_path / "cache", [model], "trainer.max_epochs=2")
+    job.cfg.trainer.device = "cuda"
+    job.cfg.trainer.precision = "bf16"
+    (result,) = run_probe(job)["models"]
+    assert result["epochs"] == 2 and 0.0 <= result["test_accuracy"] <= 1.0

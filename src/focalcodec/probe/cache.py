@@ -24,7 +24,7 @@ import torch
 
 from .. import runtime as distributed
 from ..codec import FocalCodec
-from ..errors import FocalCodecError
+from ..errors import FocalCodecError, FormatError
 from ..io.audio import load_audio
 from ..io.manifest import Entry
 from ..train.cache import FeatureCache, module_fingerprint
@@ -115,7 +115,12 @@ def encode_tokens(
     keys = {file_key(e.path): e for e in entries}
     if rank == 0:
         # Named by the weights, not by how --model spelled the source.
-        open_folder(folder, {**token_meta(codec), "model_name": model_key(codec)})
+        meta = {**token_meta(codec), "model_name": model_key(codec)}
+        try:
+            open_folder(folder, meta)
+        except FormatError:
+            # A cache of an older format, or damaged: it is only a cache, rebuild it.
+            open_folder(folder, meta, force=True)
     distributed.barrier()
 
     def owns(item_id: str) -> bool:

@@ -70,7 +70,8 @@ class ProbeDataConfig:
     ``where`` keeps the entries whose field matches a glob (``id`` is the manifest
     path); ``resplit`` ignores the manifest's ``split`` field and carves train /
     valid / test from all entries. ``crop_seconds`` trains classifiers on random
-    crops (validation and test see whole files).
+    crops (validation and test see whole files); ``max_train_seconds`` leaves longer
+    files out of training (they set the padded length, hence the time, of a batch).
     """
 
     manifest: str = ""
@@ -83,7 +84,7 @@ class ProbeDataConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
-    max_items: int | None = None
+    max_train_seconds: float | None = None
     crop_seconds: float | None = None
     batch_size: int = 16
     valid_batch_size: int = 16

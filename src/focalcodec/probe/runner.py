@@ -240,11 +240,19 @@ def _inputs(job: ProbeJob, codec, data: _Data, dist: distributed.DistInfo):
 
 
 def _datasets(job: ProbeJob, data: _Data, load, frames, frame_rate):
-    """Datasets and entries of each split, and the training items CTC cannot use."""
+    """Datasets and entries of each split, and how many training items were left out
+    (``too_long``: over ``max_train_seconds``; ``too_short``: fewer frames than CTC
+    targets)."""
     cfg = job.cfg
-    sets, kept, too_short = {}, {}, 0
-    for name, entries in data.splits.sizes().items():
+    sets, kept, left_out = {}, {}, {"too_long": 0, "too_short": 0}
+    longest = cfg.data.max_train_seconds
+    for name in data.splits.sizes():
         entries = [e for e in getattr(data.splits, name) if frames[str(e.path)] > 0]
+        if name == "train" and longest:
+            limit = longest * frame_rate
+            too_long = [e for e in entries if frames[str(e.path)] > limit]
+            entries = [e for e in entries if frames[str(e.path)] <= limit]
+            left_out["too_long"] = len(too_long)
         if cfg.task == "classify":
             index = {c: i for i, c in enumerate(data.classes)}
             targets = [index[str(e.meta[cfg.data.label])] for e in entries]
@@ -256,7 +264,7 @@ def _datasets(job: ProbeJob, data: _Data, load, frames, frame_rate):
             if name == "train":
                 # CTC needs at least one frame per target unit.
                 keep = [frames[str(e.path)] >= len(t) for e, t in zip(entries, targets)]
-                too_short = keep.count(False)
+                left_out["too_short"] = keep.count(False)
                 entries = [e for e, k in zip(entries, keep) if k]
                 targets = [t for t, k in zip(targets, keep) if k]
         crop = None
@@ -265,7 +273,7 @@ def _datasets(job: ProbeJob, data: _Data, load, frames, frame_rate):
         keys = [str(e.path) for e in entries]
         sets[name] = ProbeDataset(keys, load, targets, crop, cfg.trainer.seed)
         kept[name] = entries
-    return sets, kept, too_short
+    return sets, kept, left_out
 
 
 # ------------------------------------------------------------------------ a model
@@ -290,7 +298,7 @@ def _probe_model(
     started = time.time()
     codec = load_codec(spec, dist.device, cfg.trainer.seed)
     load, frames, frame_rate, dim = _inputs(job, codec, data, dist)
-    sets, kept, too_short = _datasets(job, data, load, frames, frame_rate)
+    sets, kept, left_out = _datasets(job, data, load, frames, frame_rate)
     num_outputs = len(data.classes) if cfg.task == "classify" else data.units.size + 1
     torch.manual_seed(cfg.trainer.seed)
     net = ProbeNet(
@@ -321,7 +329,8 @@ def _probe_model(
     if dist.is_main:
         scores = _test(job, stage, trainer, sets["test"], kept["test"], data, dist)
         result = {**facts, **scores, **_training_facts(trainer)}
-        result["train_items_too_short"] = too_short
+        result["num_train"] = len(sets["train"])
+        result["train_items_left_out"] = left_out
         result["wall_seconds"] = round(time.time() - started, 1)
         if cfg.task == "classify":
             title = f"{spec}: test accuracy {100 * scores['test_accuracy']:.1f} %"

@@ -84,8 +84,8 @@ class ProbeStage(Stage):
     def valid_step(self, batch):
         loss, out = self._loss(self.nets["probe"], batch)
         if self.task == "classify":
-            wrong = (out.argmax(-1) != batch["label"]).float().mean()
-            return {"loss": float(loss), "error_rate": float(wrong)}
+            wrong = (out.argmax(-1) != batch["label"]).sum().item()
+            return {"loss": float(loss), "error_rate": wrong / len(batch["label"])}
         hyps = ctc_greedy(out, batch["length"])
         errors = total = 0
         for hyp, ref, n in zip(hyps, batch["target"], batch["target_len"], strict=True):
