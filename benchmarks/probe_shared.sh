@@ -3,7 +3,9 @@
 #   speaker ID on librispeech/test-other (10 speakers x 10 files, splits carved per speaker)
 #   language ID on multilingual/ (5 languages; the manifest's 19 train / 4 test per language)
 #   ASR on the multilingual/ prompts (characters, 5 languages; files over 8 s are left out
-#   of training to keep CPU time down, the test split keeps them)
+#   of training to keep CPU time down, the test split keeps them; a constant lr 3e-3 and
+#   60 epochs, since CTC must first leave the all-blank output; best epoch by the
+#   validation character error rate)
 # each for the CPU training-demo codec and for a random-weight codec of the same
 # architecture (random:..., seed 0: the same frozen random WavLM as the demo, untrained
 # compressor). Small settings: configs/probe/cpu_small.yaml.
@@ -28,4 +30,6 @@ run() {  # task name, then the probe arguments
 run speaker classify --label speaker --where 'id=librispeech/test-other/*' --resplit \
   --set data.test_fraction=0.2
 run language classify --label language --where 'id=multilingual/*'
-run asr asr --where 'id=multilingual/*' --set data.max_train_seconds=8
+run asr asr --where 'id=multilingual/*' --set data.max_train_seconds=8 --max-epochs 60 \
+  --set optim.lr=3e-3 --set optim.scheduler=constant --set trainer.early_stop_patience=20 \
+  --set trainer.best_metric=error_rate

@@ -159,3 +159,23 @@ def test_config_checks():
         load_config(None, ["optim.scheduler=newbob"])
     with pytest.raises(ConfigError, match="early_stop_patience"):
         load_config(None, ["trainer.early_stop_patience=0"])
+
+
+def test_best_metric_is_separate_from_the_annealed_one(tmp_path):
+    # The plateau rule reads trainer.monitor, best weights and patience best_metric.
+    base = [*EPOCHS, "trainer.max_epochs=2", "trainer.keep_best=true"]
+    base += ["optim.scheduler=plateau"]
+    cfg = toy_config(tmp_path / "a", *base, "trainer.best_metric=wer")
+    with pytest.raises(ConfigError, match="trainer.best_metric 'wer'.*mse"):
+        make(cfg)[1].fit()
+    cfg = toy_config(tmp_path / "b", *base, "trainer.monitor=wer")
+    cfg.trainer.best_metric = "mse"
+    with pytest.raises(ConfigError, match="trainer.monitor 'wer'"):
+        make(cfg)[1].fit()
+    # Without annealing, the monitor key is not needed at all.
+    cfg = toy_config(tmp_path / "c", *base, "trainer.monitor=wer")
+    cfg.trainer.best_metric = "mse"
+    cfg.optim.scheduler = "constant"
+    _, trainer = make(cfg)
+    trainer.fit()
+    assert load_best(trainer.best_dir)[1]["monitor"] == "mse"

@@ -3,7 +3,9 @@
 The defaults are the papers' protocol (after DASB): a 2-layer BiLSTM of 512 units,
 AdamW (lr 1e-4, betas 0.8/0.99, weight decay 0.01), batch 16, dropout 0.1, gradient
 clipping 0.01, the learning rate times 0.9 after an epoch whose validation loss improved
-by less than 0.25 % (relative), early stopping and at most 100 epochs. The ``optim``,
+by less than 0.25 % (relative), early stopping and at most 100 epochs. The best weights
+(tested at the end) and the patience follow the validation error rate (for ASR the unit
+error rate of greedy decoding), as DASB keeps the checkpoint of the best error rate. The ``optim``,
 ``trainer`` and ``log`` blocks are those of :mod:`focalcodec.train.config`, so the
 shared trainer runs them unchanged.
 """
@@ -53,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_every": 0,
         "valid_every_epoch": True,
         "monitor": "loss",
+        "best_metric": "error_rate",
         "early_stop_patience": 10,
         "keep_best": True,
         "keep_checkpoints": 1,

@@ -43,8 +43,9 @@ def _pct(value: float) -> str:
 
 
 def markdown_table(task: str, results: Sequence[dict[str, Any]]) -> str:
-    """One row per model with its test scores, epochs and probe size."""
-    cols = ["model", "input", *_HEADERS[task], "epochs (best)", "probe params"]
+    """One row per model: test scores, best validation loss, epochs, probe size."""
+    cols = ["model", "input", *_HEADERS[task], "best valid loss", "epochs (best)"]
+    cols.append("probe params")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
         if task == "classify":
@@ -59,6 +60,7 @@ def markdown_table(task: str, results: Sequence[dict[str, Any]]) -> str:
             f"`{r['model']}`",
             r["input"],
             *scores,
+            "-" if r["best_valid_loss"] is None else f"{r['best_valid_loss']:.3f}",
             f"{r['epochs']} ({r['best_epoch']})",
             f"{r['num_params'] / 1e6:.2f} M",
         ]

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import runtime as distributed
-from ..errors import DataError, OutputExistsError
+from ..errors import DataError, FormatError, OutputExistsError
 from ..io.manifest import scan
 from ..train.checkpoint import load_flat_weights
 from ..train.monitor import load_best
@@ -117,7 +117,7 @@ def _prepare_output(job: ProbeJob) -> dict[str, str]:
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: output exists and is not a folder")
     settings = _settings(job.cfg)
-    old = json.loads(record.read_text(encoding="utf-8")) if record.exists() else None
+    old = _read_json(record) if record.exists() else None
     if old is not None and job.force:
         _clear(out, old.get("models", {}).values())
         old = None
@@ -138,6 +138,15 @@ def _prepare_output(job: ProbeJob) -> dict[str, str]:
             folders[spec] = _slug(spec, set(folders.values()))
     write_json(record, {"version": 1, "settings": settings, "models": folders})
     return folders
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FormatError(
+            f"{path}: unreadable ({exc}); pass --force to start the probe over"
+        ) from None
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:
@@ -188,7 +197,7 @@ def _prepare_data(job: ProbeJob, dist: distributed.DistInfo) -> _Data:
 def _record_splits(path: Path, splits: Splits) -> None:
     ids = {name: [e.id for e in getattr(splits, name)] for name in splits.sizes()}
     if path.exists():
-        if json.loads(path.read_text(encoding="utf-8")) != ids:
+        if _read_json(path) != ids:
             raise DataError(
                 f"the selected entries or their splits changed since the first run "
                 f"in {path.parent}; pass --force to start over"
@@ -282,7 +291,7 @@ def _datasets(job: ProbeJob, data: _Data, load, frames, frame_rate):
 def _done(path: Path, cfg: ProbeConfig) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    result = json.loads(path.read_text(encoding="utf-8"))
+    result = _read_json(path)
     if result["stopped_early"] or result["epochs"] >= cfg.trainer.max_epochs:
         return result
     return None
@@ -339,7 +348,7 @@ def _probe_model(
             )
         write_json(folder / "result.json", result)
     distributed.barrier()
-    return result or json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    return result or _read_json(folder / "result.json")
 
 
 def _model_facts(spec, codec, frame_rate, net, cfg) -> dict[str, Any]:
@@ -415,7 +424,7 @@ def run_probe(job: ProbeJob) -> dict[str, Any]:
             folders = _prepare_output(job)
         distributed.barrier()
         if not dist.is_main:
-            record = json.loads((job.out / "probe.json").read_text(encoding="utf-8"))
+            record = _read_json(job.out / "probe.json")
             folders = record["models"]
         data = _prepare_data(job, dist)
         results = [

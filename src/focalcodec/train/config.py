@@ -164,8 +164,9 @@ class TrainerConfig:
 
     ``valid_every_epoch`` validates and checkpoints at the end of every epoch.
     ``monitor`` names the validation metric (lower is better) that drives the
-    ``plateau`` scheduler, ``early_stop_patience`` (stop after that many validations
-    without a new best) and ``keep_best`` (keep the best weights in ``run_dir/best``).
+    ``plateau`` scheduler; ``best_metric`` (default: ``monitor``) the one that
+    ``early_stop_patience`` (stop after that many validations without a new best) and
+    ``keep_best`` (keep the best weights in ``run_dir/best``) follow.
     """
 
     device: str = "auto"
@@ -183,6 +184,7 @@ class TrainerConfig:
     threads: int | None = None
     valid_every_epoch: bool = False
     monitor: str = "loss"
+    best_metric: str | None = None
     early_stop_patience: int | None = None
     keep_best: bool = False
 

@@ -202,12 +202,10 @@ class Trainer:
                 every = "valid" if isinstance(sched, PlateauDecay) else ocfg.interval
                 self.schedulers[name] = (sched, every)
         tcfg = cfg.trainer
-        self.monitor = ValidationMonitor(tcfg.monitor, tcfg.early_stop_patience)
-        self._monitoring = bool(
-            tcfg.keep_best
-            or tcfg.early_stop_patience
-            or any(every == "valid" for _, every in self.schedulers.values())
-        )
+        best_key = tcfg.best_metric or tcfg.monitor
+        self.monitor = ValidationMonitor(best_key, tcfg.early_stop_patience)
+        self._annealing = any(e == "valid" for _, e in self.schedulers.values())
+        self._tracking = bool(tcfg.keep_best or tcfg.early_stop_patience)
         self.sampler = EpochBatchSampler(
             len(train_set),
             cfg.data.batch_size,
@@ -444,23 +442,26 @@ class Trainer:
             self.monitor.train_means(), self.dist.device
         )
         value = None
-        if self._monitoring and self.valid_set is not None and len(self.valid_set):
-            value = self._shared_monitor_value(metrics)
+        validated = self.valid_set is not None and len(self.valid_set) > 0
+        if self._tracking and validated:
+            option = "best_metric" if self.cfg.trainer.best_metric else "monitor"
+            value = self._shared_value(metrics, self.monitor.key, option)
         entry = {f"train_{k}": v for k, v in train.items()}
         entry.update({f"valid_{k}": v for k, v in metrics.items()})
         entry.update(self._lrs())
         improved = self.monitor.record(self.step, self.epoch, value, entry)
-        if value is not None:
+        if self._annealing and validated:
+            key = self.cfg.trainer.monitor
+            anneal = self._shared_value(metrics, key, "monitor")
             for sched, every in self.schedulers.values():
                 if every == "valid":
-                    sched.observe(value)
+                    sched.observe(anneal)
         if improved and self.cfg.trainer.keep_best:
             self._save_best(value)
         return metrics
 
-    def _shared_monitor_value(self, metrics: dict[str, float]) -> float:
-        """The monitored metric of the main process, on every process."""
-        key = self.cfg.trainer.monitor
+    def _shared_value(self, metrics: dict[str, float], key: str, option: str) -> float:
+        """Validation metric ``key`` of the main process, on every process."""
         mine = 0.0
         if self.dist.is_main:
             # NaN marks a missing metric; a diverged (NaN) value counts as +inf.
@@ -472,7 +473,7 @@ class Trainer:
         if math.isnan(value):
             names = ", ".join(sorted(metrics)) or "see the main process"
             raise ConfigError(
-                f"trainer.monitor '{key}' is not a validation metric of stage "
+                f"trainer.{option} '{key}' is not a validation metric of stage "
                 f"'{self.cfg.stage}' (it reports: {names})"
             )
         return value
@@ -480,7 +481,7 @@ class Trainer:
     def _save_best(self, value: float) -> None:
         if self.dist.is_main:
             meta = {"step": self.step, "epoch": self.epoch, "value": value}
-            meta["monitor"] = self.cfg.trainer.monitor
+            meta["monitor"] = self.monitor.key
             save_best(self.best_dir, self.weights(), meta)
         distributed.barrier()
 
