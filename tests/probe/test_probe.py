@@ -60,6 +60,10 @@ def test_tokens_that_encode_the_label_give_near_perfect_accuracy(
     assert summary["data"]["dropped_entries"] == 72
     assert summary["data"]["classes"] == ["130", "1310", "410", "4170"]
     assert len(result["curves"]) == result["epochs"]
+    # The tested epoch has the lowest validation error rate, the first one on ties.
+    errors = [c["valid_error_rate"] for c in result["curves"]]
+    assert result["best_metric"] == "error_rate" and result["best_value"] == min(errors)
+    assert result["best_epoch"] == 1 + errors.index(min(errors))
     assert {"train_loss", "valid_loss", "valid_error_rate", "lr"} <= set(
         result["curves"][0]
     )

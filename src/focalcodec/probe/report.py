@@ -44,8 +44,9 @@ def _pct(value: float) -> str:
 
 def markdown_table(task: str, results: Sequence[dict[str, Any]]) -> str:
     """One row per model: test scores, best validation loss, epochs, probe size."""
-    cols = ["model", "input", *_HEADERS[task], "best valid loss", "epochs (best)"]
-    cols.append("probe params")
+    # Every model of a run picks its best epoch by the same validation metric.
+    best = f"best valid {results[0]['best_metric']}" if results else "best"
+    cols = ["model", "input", *_HEADERS[task], best, "epochs (best)", "probe params"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
         if task == "classify":
@@ -60,7 +61,7 @@ def markdown_table(task: str, results: Sequence[dict[str, Any]]) -> str:
             f"`{r['model']}`",
             r["input"],
             *scores,
-            "-" if r["best_valid_loss"] is None else f"{r['best_valid_loss']:.3f}",
+            "-" if r["best_value"] is None else f"{r['best_value']:.3f}",
             f"{r['epochs']} ({r['best_epoch']})",
             f"{r['num_params'] / 1e6:.2f} M",
         ]

@@ -380,8 +380,9 @@ def _training_facts(trainer: Trainer) -> dict[str, Any]:
     ]
     return {
         "epochs": trainer.epoch,
+        "best_metric": mon.key,
         "best_epoch": best["epoch"] if best else None,
-        "best_valid_loss": mon.best,
+        "best_value": mon.best,
         "stopped_early": mon.stopped,
         "curves": curves,
     }
