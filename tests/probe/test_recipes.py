@@ -3,6 +3,7 @@ recipe (so the documented commands stay runnable)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -66,3 +67,29 @@ def test_documented_commands_parse(argv, monkeypatch):
         return
     cfg = load_probe_config(args.config, probe_verb._overrides(args))
     assert cfg.task == args.probe_command
+
+
+def test_measured_tables_match_the_committed_json():
+    """docs/probes.md quotes benchmarks/results/probes/*.json, number for number."""
+    doc = (REPO / "docs" / "probes.md").read_text()
+    results = REPO / "benchmarks" / "results" / "probes"
+    rows = 0
+    for task in ("speaker", "language", "asr"):
+        summary = json.loads((results / f"{task}.json").read_text())
+        for r in summary["models"]:
+            if summary["task"] == "classify":
+                cells = [
+                    f"{100 * r['test_accuracy']:.1f} % ({100 * r['chance_accuracy']:.1f} %)",
+                    f"{100 * r['test_error_rate']:.1f} %",
+                ]
+            else:
+                cells = [f"{100 * r['test_cer']:.1f} %", f"{100 * r['test_wer']:.1f} %"]
+            cells.append(f"{r['best_value']:.3f}")
+            cells.append(f"{r['epochs']} ({r['best_epoch']})")
+            line = " | ".join(cells)
+            plain = doc.replace("**", "")
+            assert line in plain, (task, r["model"], line)
+            rows += 1
+        sizes = summary["data"]["sizes"]
+        assert f"{sizes['train']} / {sizes['valid']} / {sizes['test']}" in doc
+    assert rows == 6
