@@ -498,11 +498,9 @@ class Trainer:
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
         self.stage.train(False)
-        loader = DataLoader(
-            self.valid_set,
-            batch_size=self.cfg.data.valid_batch_size,
-            collate_fn=self.collate_fn,
-        )
+        # Data blocks without the option (the token LM's) validate item by item.
+        size = getattr(self.cfg.data, "valid_batch_size", 1)
+        loader = DataLoader(self.valid_set, batch_size=size, collate_fn=self.collate_fn)
         totals: dict[str, float] = {}
         samples: list[Sample] = []
         for index, batch in enumerate(loader):
