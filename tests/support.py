@@ -433,3 +433,113 @@ def assert_same_state(a: Any, b: Any) -> None:
         assert np.isnan(b)
     else:
         assert a == b, (a, b)
+
+
+# -- long audio files made of the in-repo speech clips ----------------------------------
+
+
+def speech_file(path: Path, seconds: float, rate: int = 16000) -> Path:
+    """Write ``seconds`` of real speech (the clips of tests/data/audio, tiled) to
+    ``path`` at ``rate`` Hz, mono 16-bit; returns ``path``."""
+    from focalcodec.io.audio import load_audio
+
+    clips = sorted((DATA / "audio").rglob("*.flac"))
+    sig = np.concatenate([load_audio(c, rate).sig for c in clips])
+    want = round(seconds * rate)
+    sig = np.tile(sig, -(-want // len(sig)))[:want]
+    sf.write(path, np.clip(sig, -1, 1), rate, subtype="PCM_16")
+    return path
+
+
+# -- synthetic data the probe tests can learn (or must not) ---------------------------
+
+# Pitches with a non-integer number of cycles per 20 ms frame, so each clip sweeps
+# every phase and its tokens depend on the pitch, not on the random start phase (the
+# tiny random golden codecs are phase-sensitive).
+TONE_PITCHES = (130, 410, 1310, 4170)
+
+
+def write_tones(folder: Path, per_class: int = 24, seed: int = 0) -> Path:
+    """Tone clips (0.8-1.2 s, random phase, faint noise) and their manifest.
+
+    Fields: ``pitch`` (the class the tokens encode), ``shuffled`` (a random label
+    unrelated to the audio) and, for ASR, ``text``: each clip of the ``seq_*`` items
+    is 2-4 segments of 0.5 s, one letter (a-d) per pitch. Written once per folder.
+
+    Returns
+    -------
+        The manifest path.
+    """
+    import numpy as np
+    import soundfile as sf
+
+    manifest = folder / "manifest.jsonl"
+    if manifest.is_file():
+        return manifest
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rate = 16000
+
+    def tone(freq: float, seconds: float) -> np.ndarray:
+        t = np.arange(int(rate * seconds)) / rate
+        phase = rng.uniform(0, 2 * np.pi)
+        return 0.3 * np.sin(2 * np.pi * freq * t + phase)
+
+    rows = []
+    for freq in TONE_PITCHES:
+        for i in range(per_class):
+            sig = tone(freq, rng.uniform(0.8, 1.2))
+            sig = sig + 0.01 * rng.standard_normal(len(sig))
+            name = f"tone{freq}_{i:02d}.wav"
+            sf.write(folder / name, sig.astype(np.float32), rate)
+            label = str(int(rng.integers(len(TONE_PITCHES))))
+            rows.append({"path": name, "pitch": str(freq), "shuffled": label})
+    for i in range(per_class * 3):
+        # No pitch twice in a row: CTC would need the segment length to count them.
+        count, picks = int(rng.integers(2, 5)), [int(rng.integers(4))]
+        while len(picks) < count:
+            picks.append((picks[-1] + int(rng.integers(1, 4))) % 4)
+        sig = np.concatenate([tone(TONE_PITCHES[p], 0.5) for p in picks])
+        sig = sig + 0.01 * rng.standard_normal(len(sig))
+        name = f"seq_{i:02d}.wav"
+        sf.write(folder / name, sig.astype(np.float32), rate)
+        rows.append({"path": name, "text": "".join("abcd"[p] for p in picks)})
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def ddp_probe_worker(rank: int, world: int, port: int, args: tuple) -> None:
+    """One process of a 2-process gloo probe run (for ``mp.spawn``).
+
+    ``args``: (manifest, output folder, cache folder, model, summary folder); each rank
+    writes the summary it got back as ``rank<r>.json``.
+    """
+    import torch
+
+    from focalcodec.probe import ProbeJob, load_probe_config, run_probe
+
+    manifest, out, cache, model, summaries = args
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    cfg = load_probe_config(
+        None,
+        [
+            f"data.manifest={manifest}",
+            "data.label=pitch",
+            f"data.cache_dir={cache}",
+            "data.batch_size=8",
+            "net.hidden=16",
+            "net.layers=1",
+            "trainer.max_epochs=2",
+            "trainer.device=cpu",
+            "log.progress=false",
+        ],
+    )
+    summary = run_probe(ProbeJob(cfg, [model], Path(out), progress=False))
+    Path(summaries, f"rank{rank}.json").write_text(json.dumps(summary))

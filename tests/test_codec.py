@@ -106,8 +106,10 @@ def test_knn_finds_exact_members() -> None:
         out = knn(queries, bank, topk=1, num_splits=splits)
         assert out.shape == (3, 1, 8)
         assert torch.allclose(out[:, 0], bank[[4, 17, 33]])
-    many = knn(queries, bank, topk=60)
-    assert many.shape == (3, 50, 8)
+    assert knn(queries, bank, topk=50).shape == (3, 50, 8)
+    # More neighbours than the set holds is an error (issue 14), not a silent clamp.
+    with pytest.raises(InputError, match=r"topk .* \[1, 50\]"):
+        knn(queries, bank, topk=60)
 
 
 def test_numpy_conversion_is_float32(codec: FocalCodec) -> None:

@@ -38,6 +38,7 @@ IO_LEAVES = {
     "focalcodec.io.audio",
     "focalcodec.io.bitstream",
     "focalcodec.io.entropy",
+    "focalcodec.io.limits",
     "focalcodec.io.manifest",
 }
 

@@ -32,8 +32,9 @@ from torch import Tensor, nn
 
 from . import __version__
 from .config import SLOTS, config_hash, normalize_config, registry
-from .errors import AudioError, ConfigError, InputError, StreamingError
-from .modules.knn import knn
+from .errors import ConfigError, InputError, StreamingError
+from .inputs import check_sig, check_toks, per_item, valid_counts
+from .modules.knn import check_matching_set, knn
 from .streaming.threaded import fit_length, stateful
 
 __all__ = ["CodecOutput", "FocalCodec"]
@@ -240,6 +241,32 @@ class FocalCodec(nn.Module):
         sig = self._check_sig(sig)
         return self._per_item(lambda s: self.feats_to_toks(self._feats(s)), sig, length)
 
+    def sig_to_toks_padded(self, sig: Tensor, lengths: Any) -> tuple[Tensor, Tensor]:
+        """Tokens of a right-padded batch (B, N) with ``lengths`` (B,) real samples, in
+        one pass: int64 tokens (B, L), zeros past each item's end, and counts (B,).
+
+        Padding is masked wherever the model mixes time, so item ``i``'s first
+        ``counts[i]`` tokens equal ``sig_to_toks(sig[i, :lengths[i]])`` except at
+        float-rounding ties (measured in ``docs/tokenize.md``); ``length=`` gives
+        bit-exact per-item results instead.
+        """
+        sig = self._check_sig(sig)
+        lengths = torch.as_tensor(lengths).flatten()
+        low, high = self.encoder.downsample_factor, sig.shape[1]
+        if lengths.is_floating_point() or lengths.numel() != sig.shape[0]:
+            raise InputError(f"lengths must be {sig.shape[0]} integer sample counts")
+        if bool(((lengths < low) | (lengths > high)).any()):
+            raise InputError(f"lengths must lie in [{low}, {high}] samples")
+        lengths = lengths.to(device=sig.device, dtype=torch.long)
+        feats, _ = self.encoder(sig, need_state=False, lengths=lengths)
+        frames = self.encoder.frame_lengths(lengths)
+        lats, _ = self.compressor(feats, lengths=frames)
+        counts = self.compressor.out_lengths(frames)
+        toks = self.quantizer.lats_to_toks(F.normalize(lats, dim=-1))
+        toks = toks[:, : int(counts.max())]
+        steps = torch.arange(toks.shape[1], device=toks.device)
+        return toks.masked_fill(steps[None] >= counts[:, None], 0), counts
+
     @stateful("sig", "codes", ("encoder", "compressor"))
     def sig_to_codes(self, sig: Tensor, length: Tensor | None = None) -> Tensor:
         """Waveform (B, N) -> codes (B, L, C) with entries +-1/sqrt(C)."""
@@ -383,14 +410,12 @@ class FocalCodec(nn.Module):
     def knn(
         self, input: Tensor, matching_set: Tensor, topk: int = 4, num_splits: int = 1
     ) -> Tensor:
-        """Nearest ``topk`` rows of ``matching_set`` (M, D) per frame: (..., k, D)."""
-        if matching_set.dim() != 2 or matching_set.shape[-1] != input.shape[-1]:
-            raise InputError(
-                f"matching_set must have shape (M, {input.shape[-1]}), got "
-                f"{tuple(matching_set.shape)}"
-            )
-        if matching_set.shape[0] == 0:
-            raise InputError("matching_set is empty: give at least one reference frame")
+        """Nearest ``topk`` rows of ``matching_set`` (M, D) per frame: (..., k, D).
+
+        ``matching_set`` must be finite, 2-D and ``D`` wide, and ``topk`` in [1, M];
+        otherwise :class:`~focalcodec.errors.InputError`.
+        """
+        check_matching_set(matching_set, input.shape[-1], topk)
         return knn(input, matching_set.to(input), topk, num_splits)
 
     # -- streaming (implemented in streaming/) -------------------------------------------
@@ -512,39 +537,11 @@ class FocalCodec(nn.Module):
     def _check_sig(self, sig: Tensor | np.ndarray) -> Tensor:
         if isinstance(sig, np.ndarray):
             sig = torch.from_numpy(sig)
-        if not torch.is_tensor(sig):
-            raise AudioError(f"audio must be a tensor or numpy array, got {type(sig)}")
-        if sig.dim() == 1:
-            sig = sig[None]
-        if sig.dim() != 2:
-            raise AudioError(
-                f"audio must have shape (samples,) or (batch, samples), got "
-                f"{tuple(sig.shape)}; downmix multichannel audio first"
-            )
-        if not sig.is_floating_point():
-            raise AudioError(
-                f"audio must be floating point in [-1, 1], got {sig.dtype}; for int16 "
-                "PCM divide by 32768"
-            )
-        minimum = self.min_samples
-        if sig.shape[0] == 0 or sig.shape[1] < minimum:
-            raise AudioError(
-                f"audio is too short: {sig.shape[1]} samples, need at least {minimum} "
-                f"({1000 * minimum / self.sample_rate_input:g} ms)"
-            )
-        if not torch.isfinite(sig).all():
-            raise AudioError("audio contains NaN or infinite samples")
+        sig = check_sig(sig, self.min_samples, self.sample_rate_input)
         return sig.to(device=self.device, dtype=self.dtype)
 
     def _check_toks(self, toks: Tensor) -> Tensor:
-        if not torch.is_tensor(toks) or toks.is_floating_point() or toks.dim() < 1:
-            raise InputError("tokens must be an integer tensor of shape (B, L)")
-        if toks.numel() and (toks.min() < 0 or toks.max() >= self.codebook_size):
-            raise InputError(
-                f"tokens must lie in [0, {self.codebook_size}); got values from "
-                f"{int(toks.min())} to {int(toks.max())}"
-            )
-        return toks.to(self.quantizer.mask.device)
+        return check_toks(toks, self.codebook_size).to(self.quantizer.mask.device)
 
     def _check_codes(self, codes: Tensor) -> Tensor:
         if codes.dim() != 3 or codes.shape[-1] != self.bits_per_token:
@@ -552,48 +549,20 @@ class FocalCodec(nn.Module):
                 f"codes must have shape (B, L, {self.bits_per_token}), got "
                 f"{tuple(codes.shape)}"
             )
+        if codes.shape[0] == 0 or codes.shape[1] == 0:
+            raise InputError(
+                f"codes have shape {tuple(codes.shape)}: give at least one frame per "
+                "item to decode"
+            )
         return codes
 
     def _per_item(self, fn: Callable, x: Tensor, length: Tensor | None) -> Any:
         """Run ``fn`` so that each item only ever sees its own valid part of ``x``."""
-        counts = _valid_counts(length, x.shape[0], x.shape[1])
-        if counts is None:
-            return fn(x)
-        groups: dict[int, list[int]] = {}
-        for i, n in enumerate(counts):
-            groups.setdefault(n, []).append(i)
-        parts = [(idx, fn(x[idx, :n])) for n, idx in groups.items()]
-        single = torch.is_tensor(parts[0][1])
-        outs = [[p] if single else list(p) for _, p in parts]
-        merged = [
-            _scatter_padded([o[k] for o in outs], [idx for idx, _ in parts], x.shape[0])
-            for k in range(len(outs[0]))
-        ]
-        return merged[0] if single else tuple(merged)
+        # Waveforms (B, N) need one encoder frame per item; codes (B, L, C) one step.
+        minimum = self.encoder.downsample_factor if x.dim() == 2 else 1
+        counts = valid_counts(length, x.shape[0], x.shape[1], minimum)
+        return per_item(fn, x, counts)
 
 
 def _config_keys() -> list[str]:
     return [f"{slot}_{part}" for slot in SLOTS for part in ("name", "config")]
-
-
-def _valid_counts(length: Tensor | None, batch: int, total: int) -> list[int] | None:
-    """Valid time steps per item, or None when every item is full length."""
-    if length is None:
-        return None
-    length = torch.as_tensor(length, dtype=torch.float32).detach().cpu().flatten()
-    if length.numel() != batch:
-        raise InputError(f"length must have {batch} entries, got {length.numel()}")
-    if not bool(((length > 0) & (length <= 1)).all()):
-        raise InputError("length values must be relative lengths in (0, 1]")
-    counts = [max(1, min(total, round(float(v) * total))) for v in length]
-    return None if all(n == total for n in counts) else counts
-
-
-def _scatter_padded(
-    pieces: list[Tensor], indices: list[list[int]], batch: int
-) -> Tensor:
-    steps = max(p.shape[1] for p in pieces)
-    out = pieces[0].new_zeros((batch, steps, *pieces[0].shape[2:]))
-    for piece, idx in zip(pieces, indices):
-        out[idx, : piece.shape[1]] = piece
-    return out

@@ -17,9 +17,12 @@ from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_NAMES",
+    "RUNTIME_KNOBS",
     "SLOTS",
     "apply_overrides",
     "config_hash",
+    "identity_config",
+    "legacy_config_hash",
     "load_config",
     "normalize_config",
     "registry",
@@ -113,7 +116,44 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
 
 
+# Settings that change how a model runs, never what it outputs, with the value they are
+# hashed as: the value of the six official configs, so that their hashes (and every .fcz
+# file and token folder made with them) stay what they were before these were listed.
+# The encoder's position-bias cache size only trades memory for speed (see WavLM), and
+# flex attention is accepted for config compatibility only.
+RUNTIME_KNOBS: dict[str, Any] = {
+    "encoder_config.max_cached_steps": 2048,
+    "encoder_config.use_flex_attention": False,
+}
+
+
+def identity_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The normalised config with every :data:`RUNTIME_KNOBS` entry at its hashed value.
+
+    Two configs with the same identity build models with the same outputs from the
+    same weights, so they share a hash and read each other's files.
+    """
+    return apply_overrides(normalize_config(config), RUNTIME_KNOBS)
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    """16-hex-digit digest identifying an architecture (key order does not matter)."""
-    text = json.dumps(normalize_config(config), sort_keys=True, separators=(",", ":"))
+    """16-hex-digit digest identifying an architecture (key order does not matter).
+
+    Runtime knobs (:data:`RUNTIME_KNOBS`) do not count: overriding one keeps the hash.
+    """
+    return _digest(identity_config(config))
+
+
+def legacy_config_hash(config: dict[str, Any]) -> str:
+    """The hash as computed before :data:`RUNTIME_KNOBS` were left out.
+
+    It differs from :func:`config_hash` only for configs whose knobs differ from the
+    official values (none of the packaged models); readers accept it so that files
+    written by earlier versions with such a model still decode.
+    """
+    return _digest(normalize_config(config))
+
+
+def _digest(config: dict[str, Any]) -> str:
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

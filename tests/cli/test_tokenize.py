@@ -84,3 +84,22 @@ def test_parquet_format(tmp_path, tree, model):
     for a, b in zip(TokenDataset(out), TokenDataset(npy), strict=True):
         np.testing.assert_array_equal(a["tokens"], b["tokens"])
     assert sorted(p.suffix for p in out.iterdir()) == [".json", ".jsonl", ".parquet"]
+
+
+def test_tokens_back_to_audio(tmp_path, tree, model):
+    import torch
+
+    from focalcodec import FocalCodec
+    from focalcodec.errors import ModelMismatchError
+
+    out = tmp_path / "toks"
+    assert run("tokenize", tree, "-o", out, "-m", model, "-q") == 0
+    ds = TokenDataset(out)
+    codec = FocalCodec.from_pretrained(model).eval()
+    sig = ds.decode(1, codec)
+    with torch.inference_mode():
+        ref = codec.toks_to_sig(torch.from_numpy(ds[1]["tokens"])[None])[0]
+    assert sig.shape == ref.shape and torch.equal(sig, ref)
+    other = FocalCodec.from_pretrained(Path(model).parent / "noncausal_vocos_50hz")
+    with pytest.raises(ModelMismatchError, match="config"):
+        ds.decode(1, other)

@@ -84,13 +84,15 @@ def test_golden_tokens_roundtrip(golden_case):
     toks = load_golden(golden_case.name).io["output.toks"].numpy()
     header = make_header(bits=bits)
     for row in toks:
-        data = bs.dumps(header, row, num_samples=12345)
+        num_samples = len(row) * 320 - 123
+        data = bs.dumps(header, row, num_samples=num_samples)
         overhead = len(data) - math.ceil(len(row) * bits / 8)
-        assert overhead == len(header.to_bytes()) + 1 + 1 + 2 + 4
+        varints = len(bs._varint(len(row))) + len(bs._varint(num_samples))
+        assert overhead == len(header.to_bytes()) + 1 + varints + 4
         got = bs.loads(data)
         np.testing.assert_array_equal(got.toks, row)
         assert got.header == header
-        assert got.num_samples == 12345
+        assert got.num_samples == num_samples
 
 
 # ------------------------------------------------------------------------ header
@@ -130,7 +132,8 @@ def test_header_rejects_bad_fields(field, value):
 
 def test_unicode_model_name():
     header = make_header(name="modèle/ü")
-    assert bs.loads(bs.dumps(header, np.arange(4), 10)).header.model_name == "modèle/ü"
+    data = bs.dumps(header, np.arange(4), 1280)
+    assert bs.loads(data).header.model_name == "modèle/ü"
 
 
 # ------------------------------------------------------------------------ packets
@@ -265,9 +268,8 @@ def test_semantic_checks_behind_valid_checksums():
     with pytest.raises(FormatError, match="non-minimal"):
         bs.loads(_with_crc(base)[0])
     # A packet of an unknown kind, and one claiming too many tokens.
-    header, crc = _with_crc(
-        bs.MAGIC + bytes([1, 13]) + bytes(8) + b"\x00" + b"\x01" * 4
-    )
+    rates = b"".join(bs._varint(r) for r in (16000, 16000, 320, 0))
+    header, crc = _with_crc(bs.MAGIC + bytes([1, 13]) + bytes(8) + b"\x00" + rates)
     with pytest.raises(FormatError, match="unknown packet kind"):
         bs.loads(header + _with_crc(b"\x07\x00", crc)[0])
     with pytest.raises(FormatError, match="exceed"):

@@ -159,8 +159,8 @@ def test_lm_roundtrip_is_lossless(lm_dir, lm_text, toks, cuts):
 
 def test_predictable_tokens_are_coded(lm_dir, lm_text):
     model = LMEntropyModel(lm_dir)
-    plain = tokens_to_bytes(lm_text, 1, header(4))
-    coded = tokens_to_bytes(lm_text, 1, header(4), model)
+    plain = tokens_to_bytes(lm_text, len(lm_text) * 320, header(4))
+    coded = tokens_to_bytes(lm_text, len(lm_text) * 320, header(4), model)
     assert len(coded) < len(plain) - 10
     assert bs.Reader(io.BytesIO(coded)).skim().coded_packets == 1
     assert np.array_equal(roundtrip(coded, model), lm_text)
@@ -168,8 +168,8 @@ def test_predictable_tokens_are_coded(lm_dir, lm_text):
 
 def test_repetitive_tokens_compress():
     toks = np.repeat(np.array([3, 9, 3, 700, 12], np.int64), 200)  # 1000 tokens
-    plain = tokens_to_bytes(toks, 1, header(10))
-    coded = tokens_to_bytes(toks, 1, header(10), "adaptive")
+    plain = tokens_to_bytes(toks, len(toks) * 320, header(10))
+    coded = tokens_to_bytes(toks, len(toks) * 320, header(10), "adaptive")
     assert len(coded) < 0.1 * len(plain)
     info = bs.Reader(io.BytesIO(coded))
     stats = info.skim()
@@ -178,7 +178,7 @@ def test_repetitive_tokens_compress():
 
 def test_incompressible_tokens_fall_back_to_packing(lm_dir):
     toks = np.random.default_rng(0).integers(0, 16, 3000)
-    plain = tokens_to_bytes(toks, 1, header(4))
+    plain = tokens_to_bytes(toks, len(toks) * 320, header(4))
     for model, extra in (
         ("adaptive", ADAPTIVE_EXTRA),
         (LMEntropyModel(lm_dir), LM_EXTRA),
@@ -188,13 +188,13 @@ def test_incompressible_tokens_fall_back_to_packing(lm_dir):
         assert len(streamed) <= len(packets_bytes(toks, 4, [1000, 2000], None)) + extra
         assert np.array_equal(roundtrip(streamed, model), toks)
         # At once: the plain file itself when coding saves nothing.
-        assert tokens_to_bytes(toks, 1, header(4), model) == plain
+        assert tokens_to_bytes(toks, len(toks) * 320, header(4), model) == plain
 
 
 def test_wrong_lm_is_refused(lm_dir, lm_text, tmp_path):
     toks = lm_text
     right = LMEntropyModel(lm_dir)
-    data = tokens_to_bytes(toks, 1, header(4), right)
+    data = tokens_to_bytes(toks, len(toks) * 320, header(4), right)
     assert bs.Reader(io.BytesIO(data)).header.entropy_hash == right.entropy_hash
     # Same architecture, other weights: another hash, refused before any decoding.
     other = LMEntropyModel(write_lm(tmp_path / "other", bits=4, seed=1))
@@ -212,7 +212,7 @@ def test_wrong_lm_is_refused(lm_dir, lm_text, tmp_path):
 
 def test_adaptive_file_needs_no_model_and_ignores_an_lm(lm_dir):
     toks = np.tile(np.arange(16), 10)
-    data = tokens_to_bytes(toks, 1, header(4), "adaptive")
+    data = tokens_to_bytes(toks, len(toks) * 320, header(4), "adaptive")
     assert np.array_equal(roundtrip(data), toks)
     assert np.array_equal(roundtrip(data, LMEntropyModel(lm_dir)), toks)
 
@@ -249,7 +249,7 @@ def test_header_v2_fields_and_checks(lm_dir):
 
 
 def test_coded_packet_in_a_plain_file_is_rejected():
-    plain = bs.dumps(header(4), np.arange(16), 100)
+    plain = bs.dumps(header(4), np.arange(16), 16 * 320)
     head_len = len(header(4).to_bytes())
     body = bytearray(plain[head_len:-4])
     body[0] |= bs.KIND_CODED
@@ -262,7 +262,7 @@ def test_coded_packet_in_a_plain_file_is_rejected():
 @given(st.data())
 def test_corrupted_coded_files_raise_format_errors(draw):
     toks = np.repeat(np.arange(8), 9)
-    data = bytearray(tokens_to_bytes(toks, 576, header(4), "adaptive"))
+    data = bytearray(tokens_to_bytes(toks, len(toks) * 320, header(4), "adaptive"))
     pos = draw.draw(st.integers(0, len(data) - 1))
     data[pos] ^= draw.draw(st.integers(1, 255))
     with pytest.raises(FormatError):
@@ -288,7 +288,7 @@ out = {}
 for name in ("adaptive", "lm"):
     toks = np.array(args[name], dtype=np.int64)
     model = "adaptive" if name == "adaptive" else LMEntropyModel(args["folder"])
-    out[name] = tokens_to_bytes(toks, 1, h, model).hex()
+    out[name] = tokens_to_bytes(toks, len(toks) * 320, h, model).hex()
 print(json.dumps(out))
 """
 
@@ -313,8 +313,12 @@ def test_two_processes_write_identical_bytes(tmp_path):
     theirs = json.loads(child.stdout)
     h = header(6)
     ours = {
-        "adaptive": tokens_to_bytes(streams["adaptive"], 1, h, "adaptive"),
-        "lm": tokens_to_bytes(streams["lm"], 1, h, LMEntropyModel(lm)),
+        "adaptive": tokens_to_bytes(
+            streams["adaptive"], len(streams["adaptive"]) * 320, h, "adaptive"
+        ),
+        "lm": tokens_to_bytes(
+            streams["lm"], len(streams["lm"]) * 320, h, LMEntropyModel(lm)
+        ),
     }
     for name, data in ours.items():
         assert bytes.fromhex(theirs[name]) == data, name

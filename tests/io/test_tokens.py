@@ -289,3 +289,36 @@ def test_owner_rank_is_stable_and_balanced():
     assert ranks[:6] == [owner_rank(i, 4) for i in ids[:6]]
     assert all(200 < ranks.count(r) < 300 for r in range(4))
     assert {owner_rank(i, 1) for i in ids} == {0}
+
+
+def test_resume_with_another_number_of_ranks(tmp_path):
+    """Two ranks stop half way; one process finishes the job without duplicates."""
+    items = make_items(12)
+    out = tmp_path / "t"
+    open_folder(out, META)
+    for rank in range(2):
+        writer = TokenWriter(out, rank=rank, shard_size=2)
+        mine = [i for i in items if owner_rank(i["id"], 2) == rank][:3]
+        for item in mine:
+            writer.add({k: v for k, v in item.items() if k != "tokens"}, item["tokens"])
+        writer.flush()
+    assert len(list(out.glob("journal-r*.jsonl"))) == 2
+    ds = write_tokens(out, items, META, shard_size=5)
+    assert ds.ids == [i["id"] for i in items]
+    for got, want in zip(ds, items):
+        np.testing.assert_array_equal(got["tokens"], want["tokens"])
+    assert not list(out.glob("journal-*")) and not list(out.glob("part-*"))
+
+
+def test_force_replaces_a_folder_of_the_old_shard_format(tmp_path):
+    out = tmp_path / "t"
+    out.mkdir()
+    (out / "meta.json").write_text('{"format": "focalcodec-tokens", "version": 1}')
+    (out / "index.jsonl").write_text(
+        '{"id": "a", "shard": "shard-00000.safetensors"}\n'
+    )
+    (out / "shard-00000.safetensors").write_bytes(b"old")
+    with pytest.raises(FormatError, match="--force"):
+        write_tokens(out, make_items(2), META)
+    assert len(write_tokens(out, make_items(2), META, force=True)) == 2
+    assert not (out / "shard-00000.safetensors").exists()

@@ -53,6 +53,7 @@ VERBS: dict[str, Verb] = {
     "eval": Verb("eval", "measure codec quality on a set of files", "eval"),
     "train": Verb("train", "train or fine-tune a codec", "train"),
     "lm": Verb("lm", "train, evaluate and sample a token language model", "lm"),
+    "probe": Verb("probe", "ASR and classification probes on tokens", "probe"),
 }
 
 

@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from ..errors import UsageError
 from ..io.audio import AUDIO_SUFFIXES
 from ..io.bitstream import FCZ_SUFFIX
 from ..io.compress import header_for, tokens_to_bytes
+from ..io.longaudio import fits_whole, write_fcz
 from ..pretrained import DEFAULT_MODEL
-from .batch import Item, Outcome, encode_chunk, plan, run_batch, write_output
-from .options import add_backend, add_common, add_inputs_outputs, add_model, open_models
+from .batch import (
+    Item,
+    Outcome,
+    encode_chunk,
+    encode_long,
+    open_output,
+    open_reader,
+    plan,
+    run_batch,
+    write_output,
+)
+from .options import (
+    add_backend,
+    add_common,
+    add_inputs_outputs,
+    add_model,
+    add_skip_existing,
+    open_models,
+)
 
 __all__ = ["add_arguments", "open_entropy", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_inputs_outputs(
-        parser, "audio files (wav, flac, ogg, mp3, any rate)", "a .fcz file"
+        parser, "audio files (wav, flac, ogg, mp3, any rate, any length)", "a .fcz file"
     )
     add_model(parser, DEFAULT_MODEL)
     add_backend(parser)
@@ -29,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "weights needed), or lm:DIR (a token LM folder; decode needs --lm DIR)",
     )
     add_common(parser)
+    add_skip_existing(parser)
 
 
 def open_entropy(spec: str):
@@ -45,14 +66,32 @@ def open_entropy(spec: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    items = plan(args.inputs, args.output, AUDIO_SUFFIXES, FCZ_SUFFIX, force=args.force)
+    items = plan(
+        args.inputs,
+        args.output,
+        AUDIO_SUFFIXES,
+        FCZ_SUFFIX,
+        force=args.force,
+        skip_existing=args.skip_existing,
+    )
     entropy = open_entropy(args.entropy)
     models = open_models(args)
 
     def work(chunk: list[Item]) -> Outcome:
         codec = models.get(args.model)
-        outcome, done = encode_chunk(chunk, codec)
-        for i, toks, num_samples, rate in done:
+        outcome: Outcome = [None] * len(chunk)
+        short = []
+        for i, item in enumerate(chunk):
+            try:
+                if not _encode_if_long(item, codec, args.force, entropy):
+                    short.append(i)
+            except Exception as exc:
+                outcome[i] = exc
+        results, done = encode_chunk([chunk[i] for i in short], codec)
+        for i, exc in zip(short, results, strict=True):
+            outcome[i] = exc
+        for j, toks, num_samples, rate in done:
+            i = short[j]
             try:
                 header = header_for(codec, rate)
                 data = tokens_to_bytes(toks, num_samples, header, entropy)
@@ -61,4 +100,26 @@ def run(args: argparse.Namespace) -> int:
                 outcome[i] = exc
         return outcome
 
-    return run_batch(items, work, quiet=args.quiet, batch_size=args.batch_size)
+    return run_batch(
+        items, work, quiet=args.quiet, batch_size=args.batch_size, verb="encoded"
+    )
+
+
+def _encode_if_long(item: Item, codec, force: bool, entropy) -> bool:
+    """Encode a long item with bounded memory; False if it is short (left to the
+    batched path). Plain files are written packet by packet, as the stream gives
+    tokens; entropy-coded ones at the end (the tokens are small: 8 bytes each), so that
+    a coded file is kept only when it is smaller than the plain one."""
+    with open_reader(item, codec) as reader:
+        if fits_whole(codec, reader.num_samples):
+            return False
+        header = header_for(codec, reader.source_rate)
+        pieces = encode_long(item, reader, codec)
+        if entropy is not None:
+            toks = np.concatenate(list(pieces))
+            data = tokens_to_bytes(toks, reader.num_samples, header, entropy)
+            write_output(item, data, force=force)
+            return True
+        with open_output(item, force=force) as fileobj:
+            write_fcz(fileobj, header, pieces, reader.num_samples)
+    return True

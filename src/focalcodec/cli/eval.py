@@ -14,12 +14,13 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UsageError
 from ..eval.asr import ASRMetric
-from ..eval.base import EvalError, Metric, available_metrics, create_metric, load_plugin
+from ..eval.base import Metric, available_metrics, create_metric, load_plugin
 from ..eval.conversion import load_conversions, plan_conversions
 from ..eval.data import find_utterances
 from ..eval.runner import EvalOptions, ModelSpec, evaluate
-from ..runtime import resolve_device
+from .options import device_name, non_negative_int, positive_int, torch_device
 
 __all__ = ["add_arguments", "run"]
 
@@ -55,15 +56,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_vc_options(parser)
     run_group = parser.add_argument_group("execution")
     run_group.add_argument(
-        "--device", default="auto", help="cpu, cuda, ... (default: auto)"
+        "--device",
+        default="auto",
+        type=device_name,
+        help="cpu, cuda, ... (default: auto)",
     )
-    run_group.add_argument("--threads", type=int, help="torch CPU threads")
+    run_group.add_argument("--threads", type=positive_int, help="torch CPU threads")
     run_group.add_argument(
-        "--batch-size", type=int, default=8, help="files scored per metric call"
+        "--batch-size",
+        type=positive_int,
+        default=8,
+        help="files scored per metric call",
     )
     run_group.add_argument(
         "--figures",
-        type=int,
+        type=non_negative_int,
         default=3,
         help="spectrogram figures per model (default 3)",
     )
@@ -78,7 +85,7 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
         "--split", help="only manifest entries of this split (e.g. test)"
     )
     group.add_argument("--speakers", help="only these speakers (comma-separated)")
-    group.add_argument("--limit", type=int, help="at most this many files")
+    group.add_argument("--limit", type=positive_int, help="at most this many files")
 
 
 def _add_metric_options(parser: argparse.ArgumentParser) -> None:
@@ -121,11 +128,18 @@ def _add_vc_options(parser: argparse.ArgumentParser) -> None:
         "--vc-plan", help="JSONL file of explicit conversions (implies --vc)"
     )
     group.add_argument(
-        "--vc-refs", type=int, default=3, help="reference files per target speaker"
+        "--vc-refs",
+        type=positive_int,
+        default=3,
+        help="reference files per target speaker",
     )
-    group.add_argument("--vc-limit", type=int, help="at most this many conversions")
+    group.add_argument(
+        "--vc-limit", type=positive_int, help="at most this many conversions"
+    )
     group.add_argument("--vc-only", action="store_true", help="skip reconstruction")
-    group.add_argument("--topk", type=int, default=4, help="kNN neighbours (default 4)")
+    group.add_argument(
+        "--topk", type=positive_int, default=4, help="kNN neighbours (default 4)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,9 +150,11 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(available_metrics()))
         return 0
     if not args.data:
-        raise EvalError("give a directory or manifest to evaluate (DATA)")
+        raise UsageError("give a directory or manifest to evaluate (DATA)")
     if not args.model:
-        raise EvalError("give at least one --model to evaluate")
+        raise UsageError("give at least one --model to evaluate")
+    if args.force and args.resume:
+        raise UsageError("--force starts over and --resume continues: give one")
     if args.threads:
         torch.set_num_threads(args.threads)
     speakers = _split_list(args.speakers)
@@ -170,7 +186,7 @@ def _metrics(args: argparse.Namespace) -> list[str | Metric]:
     known = set(available_metrics())
     for name in [*names, *skip]:
         if name not in known:
-            raise EvalError(
+            raise UsageError(
                 f"unknown metric {name!r}; known: {', '.join(sorted(known))}"
             )
     chosen: list[str | Metric] = []
@@ -209,7 +225,7 @@ def _model_spec(text: str) -> ModelSpec:
 
 
 def _device(name: str) -> str:
-    return str(resolve_device(name))
+    return str(torch_device(name))
 
 
 def _split_list(text: str | None) -> list[str] | None:

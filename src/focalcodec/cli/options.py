@@ -25,7 +25,9 @@ __all__ = [
     "add_common",
     "add_inputs_outputs",
     "add_model",
+    "add_skip_existing",
     "device_name",
+    "non_negative_int",
     "open_models",
     "positive_int",
     "refuse_onnx",
@@ -48,6 +50,19 @@ def positive_int(text: str) -> int:
         ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 
@@ -88,6 +103,16 @@ def add_common(parser: argparse.ArgumentParser, batch: bool = True) -> None:
     )
     group.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bars or warnings"
+    )
+
+
+def add_skip_existing(parser: argparse.ArgumentParser) -> None:
+    """``--skip-existing``: finish an interrupted batch, keeping the outputs it made."""
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave outputs that already exist alone and do the rest (outputs are "
+        "written atomically, so an existing one is complete)",
     )
 
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from ..io import bitstream
 from ..io.audio import AUDIO_SUFFIXES
-from ..io.compress import decode_tokens, header_for
 from ..pretrained import DEFAULT_MODEL
 from .batch import (
     Item,
     Outcome,
     check_audio_output,
+    decode_to_output,
     encode_chunk,
     out_suffix,
     plan,
     run_batch,
-    save_audio,
 )
 from .options import (
     add_audio_output,
@@ -24,6 +22,7 @@ from .options import (
     add_common,
     add_inputs_outputs,
     add_model,
+    add_skip_existing,
     open_models,
 )
 
@@ -36,12 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend(parser)
     add_audio_output(parser)
     add_common(parser)
+    add_skip_existing(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     check_audio_output(args)
     items = plan(
-        args.inputs, args.output, AUDIO_SUFFIXES, out_suffix(args), force=args.force
+        args.inputs,
+        args.output,
+        AUDIO_SUFFIXES,
+        out_suffix(args),
+        force=args.force,
+        skip_existing=args.skip_existing,
     )
     models = open_models(args)
 
@@ -50,14 +55,16 @@ def run(args: argparse.Namespace) -> int:
         outcome, done = encode_chunk(chunk, codec)
         for i, toks, num_samples, rate in done:
             try:
-                container = bitstream.Container(
-                    header_for(codec, rate), toks, num_samples
-                )
-                sig, out_rate = decode_tokens(container, codec)
                 chunk[i].record = {"source_rate": rate}
-                save_audio(chunk[i], sig.numpy(), out_rate, args)
+                decode_to_output(chunk[i], codec, toks, num_samples, args)
             except Exception as exc:
                 outcome[i] = exc
         return outcome
 
-    return run_batch(items, work, quiet=args.quiet, batch_size=args.batch_size)
+    return run_batch(
+        items,
+        work,
+        quiet=args.quiet,
+        batch_size=args.batch_size,
+        verb="resynthesized",
+    )

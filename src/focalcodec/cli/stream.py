@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FocalCodecError
+from ..errors import ClippingWarning, FocalCodecError
 from ..pretrained import DEFAULT_STREAMING_MODEL as DEFAULT_MODEL
 from .options import (
     OnnxModels,
@@ -154,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         _deliver(sinks, tail.sig)
     print(stats.summary(), flush=True)
     if args.stats:
-        _write_stats(Path(args.stats), stats, codec, args.force)
+        inputs = [p for p in (args.input, *(args.ref or ()), args.bank) if p]
+        _write_stats(Path(args.stats), stats, codec, args.force, inputs)
     return 0
 
 
@@ -171,15 +173,26 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
             return problem
     if args.duration is not None and not args.duration > 0:
         return f"--duration must be positive, got {args.duration}"
-    if (
-        args.output
-        and args.input
-        and Path(args.output).resolve() == Path(args.input).resolve()
-    ):
-        return "the output would overwrite the input"
-    for output in (args.output, args.stats):
-        if output and Path(output).exists() and not args.force:
-            return f"output {output} exists; pass --force to overwrite it"
+    return _check_outputs(args)
+
+
+def _check_outputs(args: argparse.Namespace) -> str | None:
+    """Outputs decided on resolved paths: never an input (the source, references,
+    bank: any spelling, symlink or hard link), never each other, and an existing one
+    only with --force."""
+    from ..io.atomic import OutputExistsError, check_output, resolve
+
+    inputs = [p for p in (args.input, *(args.ref or ()), args.bank) if p]
+    outputs = [p for p in (args.output, args.stats) if p]
+    if len(outputs) == 2 and resolve(outputs[0]) == resolve(outputs[1]):
+        return f"-o and --stats name the same file {args.output}"
+    for output in outputs:
+        try:
+            check_output(output, force=args.force, inputs=inputs)
+        except OutputExistsError as exc:
+            if "its own input" in str(exc):
+                return f"{output}: the output would overwrite the input"
+            return str(exc)
     return None
 
 
@@ -238,7 +251,7 @@ def _open_session(codec, args: argparse.Namespace):
         if args.ref_model:
             from .. import FocalCodec
 
-            device = next(codec.parameters()).device
+            device = codec.device
             encoder = FocalCodec.from_pretrained(args.ref_model).eval().to(device)
         matching_set = matching_set_from_files(encoder, _expand_references(args.ref))
     elif args.bank:
@@ -278,11 +291,21 @@ def _source(
             sd.InputStream(samplerate=rate, channels=1, dtype="float32", blocksize=size)
         )
         return _mic_blocks(stream, size, limit)
-    from ..io.audio import load_audio
+    return _file_blocks(stack, args.input, rate, size, limit)
 
-    sig, _ = load_audio(args.input, rate)
-    sig = sig[:limit]
-    return (sig[i : i + size] for i in range(0, len(sig), size))
+
+def _file_blocks(
+    stack: ExitStack, path: str, rate: int, size: int, limit: int | None
+) -> Iterator[np.ndarray]:
+    """Blocks of a file of any length, read and resampled piece by piece."""
+    from ..io.audio import AudioReader
+
+    reader = stack.enter_context(AudioReader(path, rate))
+    total = reader.num_samples if limit is None else min(limit, reader.num_samples)
+    for start in range(0, total, size):
+        yield reader[:, start : min(start + size, total)][0]
+    if reader.clipping:
+        warnings.warn(f"{path}: {reader.clipping}", ClippingWarning, stacklevel=2)
 
 
 def _mic_blocks(stream: Any, size: int, limit: int | None) -> Iterator[np.ndarray]:
@@ -305,7 +328,7 @@ def _open_sinks(stack: ExitStack, args: argparse.Namespace, rate: int) -> list:
         from ..io.audio import audio_format
 
         path = Path(args.output)
-        inputs = (args.input,) if args.input else ()
+        inputs = [p for p in (args.input, *(args.ref or ()), args.bank) if p]
         fileobj = stack.enter_context(
             atomic_write(path, force=args.force, inputs=inputs)
         )
@@ -378,7 +401,9 @@ class _Stats:
         )
 
 
-def _write_stats(path: Path, stats: _Stats, codec, force: bool) -> None:
+def _write_stats(
+    path: Path, stats: _Stats, codec, force: bool, inputs: list[str]
+) -> None:
     from ..io.atomic import atomic_write
 
     record = {
@@ -389,5 +414,5 @@ def _write_stats(path: Path, stats: _Stats, codec, force: bool) -> None:
         "compute_ms": [1000 * t for t in stats.times],
         **stats.percentiles(),
     }
-    with atomic_write(path, force=force) as fileobj:
+    with atomic_write(path, force=force, inputs=inputs) as fileobj:
         fileobj.write(json.dumps(record, indent=1).encode())

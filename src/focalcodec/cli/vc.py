@@ -6,29 +6,34 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import FormatError, UsageError
 from ..io import bitstream
+from ..io.atomic import check_output, resolve
 from ..io.audio import AUDIO_SUFFIXES
 from ..io.bitstream import FCZ_SUFFIX
-from ..io.compress import check_model, decode_tokens, header_for
+from ..io.compress import check_model, coder_for
 from ..io.manifest import find_files
 from ..pretrained import DEFAULT_MODEL
 from .batch import (
     Item,
     check_audio_output,
+    decode_to_output,
     encode_chunk,
     out_suffix,
     per_item,
     plan,
     run_batch,
-    save_audio,
 )
 from .options import (
     add_audio_output,
     add_backend,
     add_common,
     add_model,
+    add_skip_existing,
     open_models,
+    positive_int,
     refuse_onnx,
 )
 from .report import write_line
@@ -61,12 +66,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="save the speaker bank built from --reference to FILE (.safetensors)",
     )
     parser.add_argument(
-        "--topk", type=int, default=4, help="neighbours averaged per frame (default: 4)"
+        "--topk",
+        type=positive_int,
+        default=4,
+        help="neighbours averaged per frame (default: 4)",
     )
     add_model(parser, DEFAULT_MODEL)
     add_backend(parser)
     add_audio_output(parser)
     add_common(parser)
+    add_skip_existing(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,34 +86,66 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give either --reference FILES_OR_DIRS or --bank FILE")
     if not args.inputs and not args.save_bank:
         raise UsageError("nothing to do: give SOURCE files, or --save-bank FILE")
+    if args.save_bank and args.bank:
+        raise UsageError("--save-bank saves a bank built from --reference, not --bank")
+    refs = _expand_references(args.reference)
+    # References and banks are inputs: no output may replace them, even with --force.
+    protect = [*refs, *([Path(args.bank)] if args.bank else [])]
+    items: list[Item] = []
     if args.inputs:
         check_audio_output(args)
         suffixes = (*AUDIO_SUFFIXES, FCZ_SUFFIX)
         items = plan(
-            args.inputs, args.output, suffixes, out_suffix(args), force=args.force
+            args.inputs,
+            args.output,
+            suffixes,
+            out_suffix(args),
+            force=args.force,
+            skip_existing=args.skip_existing,
+            protect=protect,
         )
+    if args.save_bank:
+        _check_bank_output(args.save_bank, args.force, protect, items)
     models = open_models(args)
     codec = models.get(args.model)
     if args.bank:
         bank = load_bank(args.bank, codec)
     else:
-        refs = _expand_references(args.reference)
         bank = matching_set_from_files(codec, refs)
         if args.save_bank:
-            save_bank(args.save_bank, bank, codec, sources=refs, force=args.force)
+            sources = [*refs, *(i.src for i in items if i.src is not None)]
+            save_bank(args.save_bank, bank, codec, sources=sources, force=args.force)
             if not args.quiet:
                 write_line(f"saved speaker bank {args.save_bank} ({len(bank)} frames)")
     if not args.inputs:
         return 0
+    if args.topk > len(bank):
+        raise UsageError(
+            f"--topk {args.topk} is more than the {len(bank)} frames of the speaker "
+            "bank: lower it or give more reference audio"
+        )
     bank = bank.to(codec.device)
 
     def work(item: Item) -> None:
-        container = _tokens_of(item, codec)
-        sig, rate = decode_tokens(container, codec, matching_set=bank, topk=args.topk)
-        item.record = {"source_rate": container.header.source_sample_rate}
-        save_audio(item, sig.numpy(), rate, args)
+        toks, num_samples, rate = _tokens_of(item, codec)
+        item.record = {"source_rate": rate}
+        decode_to_output(
+            item, codec, toks, num_samples, args, matching_set=bank, topk=args.topk
+        )
 
-    return run_batch(items, per_item(work), quiet=args.quiet)
+    return run_batch(items, per_item(work), quiet=args.quiet, verb="converted")
+
+
+def _check_bank_output(
+    path: str, force: bool, protect: list[Path], items: list[Item]
+) -> None:
+    """--save-bank may not replace a reference, a source, or an audio output."""
+    sources = [i.src for i in items if i.src is not None]
+    check_output(path, force=force, inputs=[*protect, *sources])
+    target = resolve(path)
+    for item in items:
+        if item.dst is not None and resolve(item.dst) == target:
+            raise UsageError(f"--save-bank {path} is also the output of {item.name}")
 
 
 def _expand_references(paths: list[str]) -> list[Path]:
@@ -118,15 +159,22 @@ def _expand_references(paths: list[str]) -> list[Path]:
     return files
 
 
-def _tokens_of(item: Item, codec: Any) -> bitstream.Container:
-    """Tokens of a source: read from a .fcz file, or computed from audio."""
+def _tokens_of(item: Item, codec: Any) -> tuple[np.ndarray, int, int]:
+    """Tokens, sample count and source rate of a source: read from a .fcz file (every
+    packet checked), or computed from audio."""
     if item.src is not None and item.src.suffix.lower() == FCZ_SUFFIX:
         with open(item.src, "rb") as fileobj:
             reader = bitstream.Reader(fileobj)
             check_model(reader.header, codec, where=item.name)
-            return reader.read_all()
+            reader.attach(coder_for(reader.header))  # entropy-coded sources too
+            container = reader.read_all()
+        return (
+            container.toks,
+            container.num_samples,
+            container.header.source_sample_rate,
+        )
     outcome, done = encode_chunk([item], codec)
     if outcome[0] is not None:
         raise outcome[0]
     _, toks, num_samples, rate = done[0]
-    return bitstream.Container(header_for(codec, rate), toks, num_samples)
+    return toks, num_samples, rate

@@ -31,12 +31,12 @@ import torch
 from torch import Tensor
 
 from ..errors import (
-    AudioError,
     CheckpointError,
     InputError,
     OnnxRuntimeMissingError,
     StreamingError,
 )
+from ..inputs import check_sig, check_toks, per_item, valid_counts
 
 __all__ = ["OnnxCodec", "OnnxRuntimeMissingError", "OnnxStreamState"]
 
@@ -199,7 +199,9 @@ class OnnxCodec:
             # With ``length``, an item's valid part may be shorter than the whole.
             return run(self._check_sig(part))
 
-        return _like(_per_item(encode, array, length), like)
+        return _like(
+            per_item(encode, array, valid_counts(length, *array.shape[:2])), like
+        )
 
     def sig_to_codes(self, sig, length=None):
         """Waveform (B, N) -> codes (B, L, C) with entries +-1/sqrt(C)."""
@@ -235,7 +237,13 @@ class OnnxCodec:
         array, like = _to_numpy(toks)
         array = self._check_toks(array)
         decode = self._runner("decoder", "toks")
-        return _like(_fit_length(_per_item(decode, array, length), output_length), like)
+        return _like(
+            _fit_length(
+                per_item(decode, array, valid_counts(length, *array.shape[:2])),
+                output_length,
+            ),
+            like,
+        )
 
     def codes_to_sig(self, codes, matching_set=None, topk=4, num_splits=1, **kwargs):
         """Codes (B, L, C) -> waveform; see :meth:`toks_to_sig`."""
@@ -340,41 +348,12 @@ class OnnxCodec:
         return np.arange(self.bits_per_token - 1, -1, -1, dtype=np.int64)
 
     def _check_sig(self, sig: np.ndarray, streaming: bool = False) -> np.ndarray:
-        if sig.ndim == 1:
-            sig = sig[None]
-        if sig.ndim != 2:
-            raise AudioError(
-                f"audio must have shape (samples,) or (batch, samples), got "
-                f"{sig.shape}; downmix multichannel audio first"
-            )
-        if not np.issubdtype(sig.dtype, np.floating):
-            raise AudioError(
-                f"audio must be floating point in [-1, 1], got {sig.dtype}; for int16 "
-                "PCM divide by 32768"
-            )
         minimum = self.chunk_size if streaming else self.min_samples
-        if sig.shape[0] == 0 or sig.shape[1] < minimum:
-            raise AudioError(
-                f"audio is too short for the ONNX graphs: {sig.shape[1]} samples, need "
-                f"at least {minimum} ({1000 * minimum / self.sample_rate_input:g} ms)"
-            )
-        if not np.isfinite(sig).all():
-            raise AudioError("audio contains NaN or infinite samples")
+        sig = check_sig(sig, minimum, self.sample_rate_input)
         return np.ascontiguousarray(sig, dtype=np.float32)
 
     def _check_toks(self, toks: np.ndarray) -> np.ndarray:
-        if toks.ndim != 2 or not np.issubdtype(toks.dtype, np.integer):
-            raise InputError(
-                f"tokens must be an integer array of shape (B, L), got {toks.dtype} "
-                f"{toks.shape}"
-            )
-        if toks.size == 0:
-            raise InputError("no tokens to decode")
-        if toks.min() < 0 or toks.max() >= self.codebook_size:
-            raise InputError(
-                f"tokens must lie in [0, {self.codebook_size}); got values from "
-                f"{int(toks.min())} to {int(toks.max())}"
-            )
+        toks = check_toks(toks, self.codebook_size, dims=2)
         return np.ascontiguousarray(toks, dtype=np.int64)
 
 
@@ -448,33 +427,6 @@ def _no_matching(matching_set) -> None:
             "the ONNX backend does not support kNN voice conversion (matching_set); "
             "use the PyTorch model for 'focalcodec vc'"
         )
-
-
-def _per_item(fn, x: np.ndarray, length) -> np.ndarray:
-    """``fn`` on each item's valid prefix (relative ``length``), zero-padded to the longest.
-
-    The same rule as :class:`~focalcodec.FocalCodec`: an item gives exactly what it
-    gives on its own, whatever the padding.
-    """
-    if length is None:
-        return fn(x)
-    rel, _ = _to_numpy(length)
-    rel = np.asarray(rel, dtype=np.float32).reshape(-1)
-    if rel.size != x.shape[0]:
-        raise InputError(f"length must have {x.shape[0]} entries, got {rel.size}")
-    if not ((rel > 0) & (rel <= 1)).all():
-        raise InputError("length values must be relative lengths in (0, 1]")
-    total = x.shape[1]
-    counts = [max(1, min(total, round(float(v) * total))) for v in rel]
-    groups: dict[int, list[int]] = {}
-    for i, n in enumerate(counts):
-        groups.setdefault(n, []).append(i)
-    parts = [(idx, fn(np.ascontiguousarray(x[idx, :n]))) for n, idx in groups.items()]
-    steps = max(part.shape[1] for _, part in parts)
-    out = np.zeros((x.shape[0], steps, *parts[0][1].shape[2:]), parts[0][1].dtype)
-    for idx, part in parts:
-        out[idx, : part.shape[1]] = part
-    return out
 
 
 def _fit_length(sig: np.ndarray, size: int | None) -> np.ndarray:

@@ -17,6 +17,9 @@ import torch
 
 from ..errors import FocalCodecError
 from ..io.audio import resample
+from ..io.banks import feats_long
+from ..io.longaudio import fits_whole
+from ..streaming.longform import decode_long, encode_long
 from .base import EVAL_RATE, EvalError
 
 __all__ = ["CodecOutput", "TimedCodec", "fit_length", "load_codec"]
@@ -101,7 +104,13 @@ class TimedCodec:
 
     @torch.inference_mode()
     def features(self, sig: np.ndarray) -> torch.Tensor:
-        """Encoder features of one utterance at the codec input rate, shape (F, D)."""
+        """Encoder features of one utterance at the codec input rate, shape (F, D).
+
+        Utterances longer than :data:`~focalcodec.io.longaudio.WHOLE_SECONDS` go
+        through windows, so the model's memory does not grow with their length.
+        """
+        if not fits_whole(self.codec, len(sig)):
+            return feats_long(self.codec, np.ascontiguousarray(sig)[None])
         x = torch.from_numpy(np.ascontiguousarray(sig))[None].to(self.device)
         return self.codec.sig_to_feats(x)[0]
 
@@ -126,15 +135,21 @@ class TimedCodec:
         """
         x = torch.from_numpy(np.ascontiguousarray(sig))[None].to(self.device)
         out_len = int(x.shape[-1] * self.sr_out / self.sr_in)
+        # Long utterances: a causal model's stream or non-causal windows, so that the
+        # model's memory stays bounded (focalcodec.streaming.longform).
+        long = not fits_whole(self.codec, x.shape[-1])
         self._sync()
         start = time.perf_counter()
-        toks = self.codec.sig_to_toks(x)
+        toks = encode_long(self.codec, x) if long else self.codec.sig_to_toks(x)
         self._sync()
         mid = time.perf_counter()
         kwargs = (
             {} if matching_set is None else {"matching_set": matching_set, "topk": topk}
         )
-        out = self.codec.toks_to_sig(toks, output_length=out_len, **kwargs)
+        if long:
+            out = decode_long(self.codec, toks, output_length=out_len, **kwargs)
+        else:
+            out = self.codec.toks_to_sig(toks, output_length=out_len, **kwargs)
         self._sync()
         end = time.perf_counter()
         wav = out[0].float().cpu().numpy()

@@ -1,92 +1,203 @@
 """Atomic output files: a result appears complete under its name, or not at all.
 
-Every output goes to a temporary file in the destination folder (same file system, so the
-final :func:`os.replace` is atomic) and is renamed only once fully written. An exception or
-Ctrl-C deletes the temporary file, so an interrupted batch leaves no partial outputs.
+Every decision about an output is made on its fully resolved path (:func:`resolve`:
+``..``, ``.`` and symlinks, also through folders that do not exist yet) before anything is
+created, and identity with an input is decided by device and inode, so a hard link or a
+second spelling of an input is recognised too. Inputs are never replaced, even with
+``force``.
+
+Every output goes to a hidden temporary file in the destination folder (same file
+system) and is published only once fully written:
+
+* with ``force``, by :func:`os.replace` (atomic);
+* without it, by :func:`os.link` (which fails if the name exists) and an unlink of the
+  temporary name, so that of two writers racing for one name exactly one wins and the
+  other gets :class:`~focalcodec.errors.OutputExistsError`, even when both checked
+  before either wrote. File systems without hard links fall back to reserving the name
+  with an exclusive create (``O_EXCL``) just before the rename.
+
+An exception or Ctrl-C deletes the temporary file, so an interrupted batch leaves no
+partial outputs. ``kill -9`` cannot be caught: it may leave a hidden
+``.NAME.XXXXXXXX.part`` file, never a partial file under an output's name.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import OutputExistsError
 
-__all__ = ["OutputExistsError", "atomic_folder", "atomic_write", "check_output"]
+__all__ = [
+    "OutputExistsError",
+    "atomic_folder",
+    "atomic_write",
+    "check_output",
+    "file_id",
+    "resolve",
+    "same_file",
+]
+
+PathLike = str | os.PathLike
+# os.link fails with these where the file system has no hard links: fall back to O_EXCL.
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
 
 
-def check_output(
-    path: str | os.PathLike, *, force: bool = False, inputs: tuple = ()
-) -> Path:
-    """Refuse to overwrite an input always, and an existing output unless ``force``.
+def resolve(path: PathLike) -> Path:
+    """The absolute path ``path`` names once its missing folders exist.
+
+    Symlinks of the existing part are followed and ``..`` is applied after them, as
+    the operating system will when the folders are created: ``nosuch/../a.wav`` is
+    ``a.wav`` of the current folder, and ``link/../x`` is next to the link's target.
+    """
+    return Path(os.path.realpath(os.fspath(path)))
+
+
+def file_id(path: PathLike) -> tuple[int, int] | None:
+    """``(device, inode)`` of an existing file (symlinks followed), else None.
+
+    The path is resolved first, so ``nosuch/../a.wav`` names ``a.wav`` here too.
+    """
+    try:
+        st = os.stat(resolve(path))
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """Whether two spellings name one file: same resolved path, or same device+inode."""
+    if resolve(a) == resolve(b):
+        return True
+    ida = file_id(a)
+    return ida is not None and ida == file_id(b)
+
+
+def _input_of(path: Path, inputs: Iterable[PathLike]) -> PathLike | None:
+    target = file_id(path)
+    for src in inputs:
+        if resolve(src) == path or (target is not None and file_id(src) == target):
+            return src
+    return None
+
+
+def check_output(path: PathLike, *, force: bool = False, inputs: Iterable = ()) -> Path:
+    """Refuse to write an input always, and an existing output unless ``force``.
 
     Parameters
     ----------
     path
-        The output file.
+        The output file, in any spelling.
     force
         Allow replacing an existing output file.
     inputs
-        Paths of the inputs that produce this output.
+        Paths of the inputs; an output that is one of them (by resolved path, or by
+        device and inode: hard links, symlinks) is refused even with ``force``.
 
     Returns
     -------
-        ``path`` as a :class:`~pathlib.Path`.
+        The resolved output path, where the file will be written.
     """
-    path = Path(path)
-    if path.exists():
-        for src in inputs:
-            if Path(src).exists() and os.path.samefile(src, path):
-                raise OutputExistsError(f"{path}: output would overwrite its own input")
-        if path.is_dir():
-            raise OutputExistsError(f"{path}: output is an existing directory")
-        if not force:
-            raise OutputExistsError(
-                f"{path}: output exists; pass --force (force=True) to overwrite it"
-            )
-    return path
+    target = resolve(path)
+    src = _input_of(target, inputs)
+    if src is not None:
+        raise OutputExistsError(
+            f"{path}: output would overwrite its own input {src}; inputs are never "
+            "overwritten, even with --force: choose another output"
+        )
+    if target.is_dir():
+        raise OutputExistsError(f"{path}: output is an existing directory")
+    if target.exists() and not force:
+        raise OutputExistsError(
+            f"{path}: output exists; pass --force (force=True) to overwrite it"
+        )
+    return target
 
 
 @contextmanager
 def atomic_write(
-    path: str | os.PathLike, *, force: bool = False, inputs: tuple = ()
+    path: PathLike, *, force: bool = False, inputs: Iterable = ()
 ) -> Iterator[BinaryIO]:
-    """Open a temporary file that replaces ``path`` when the block exits cleanly.
+    """Open a temporary file that becomes ``path`` when the block exits cleanly.
 
     Parameters
     ----------
     path
-        Final destination. Missing parent folders are created.
+        Final destination, in any spelling (resolved first). Missing parent folders
+        are created.
     force
         Allow replacing an existing file (inputs are never replaced).
     inputs
-        Paths the output is computed from; replacing one of them is refused.
+        Paths the output is computed from; writing one of them is refused.
 
     Yields
     ------
-        A binary file object to write into.
+        A binary, seekable file object to write into.
+
+    Raises
+    ------
+    OutputExistsError
+        The output is an input, or exists (or appeared while writing) without ``force``.
     """
-    path = check_output(path, force=force, inputs=inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    inputs = tuple(inputs)
+    target = check_output(path, force=force, inputs=inputs)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
+    )
     try:
         # mkstemp creates the file as 0600; give it the mode a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fileobj:
+        with os.fdopen(fd, "w+b") as fileobj:
             yield fileobj
             fileobj.flush()
             os.fsync(fileobj.fileno())
-        os.replace(tmp, path)
+        # Checked again: the name may have become an input's link while we wrote.
+        check_output(path, force=True, inputs=inputs)
+        _publish(tmp, target, force, path)
     except BaseException:
         # BaseException: Ctrl-C must also remove the partial file.
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _publish(tmp: str, target: Path, force: bool, spelled: PathLike) -> None:
+    """Give ``tmp`` its final name: replacing only with ``force``, atomically."""
+    if force:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise _appeared(spelled) from None
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        _reserve(target, spelled)
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
+def _reserve(target: Path, spelled: PathLike) -> None:
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise _appeared(spelled) from None
+
+
+def _appeared(spelled: PathLike) -> OutputExistsError:
+    return OutputExistsError(
+        f"{spelled}: output was created by another process while this one was "
+        "writing; it was left alone (pass --force to overwrite it)"
+    )
 
 
 def _umask() -> int:
@@ -96,29 +207,44 @@ def _umask() -> int:
 
 
 def atomic_folder(
-    write: Callable[[Path], None], folder: Path, force: bool = False
+    write: Callable[[Path], None], folder: PathLike, force: bool = False
 ) -> None:
     """Run ``write(tmp)`` into a temporary folder, then move it to ``folder``.
 
     The result appears complete or not at all. An existing ``folder`` is replaced only
-    with ``force``.
+    with ``force``; without it, a folder that appears meanwhile (a racing writer) is
+    kept and :class:`OutputExistsError` raised, since renaming a folder onto a folder
+    that holds anything fails.
     """
-    folder = Path(folder)
+    spelled = folder
+    folder = resolve(folder)
     if folder.exists() and not force:
-        raise OutputExistsError(f"{folder} exists; pass --force to replace it")
+        raise OutputExistsError(f"{spelled} exists; pass --force to replace it")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
         write(tmp)
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.old{os.getpid()}"
-            os.replace(folder, old)
+        if folder.exists() and force:
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+            os.replace(folder, old / "old")
             os.replace(tmp, folder)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, folder)
+            _rename_folder(tmp, folder, spelled)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _rename_folder(tmp: Path, folder: Path, spelled: PathLike) -> None:
+    if folder.exists():
+        raise OutputExistsError(f"{spelled} appeared meanwhile; it was left alone")
+    try:
+        os.rename(tmp, folder)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise OutputExistsError(
+                f"{spelled} appeared meanwhile; it was left alone"
+            ) from None
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -24,6 +25,8 @@ from .atomic import atomic_write
 __all__ = [
     "AUDIO_SUFFIXES",
     "Audio",
+    "AudioReader",
+    "AudioWriter",
     "ClippingWarning",
     "check_signal",
     "clipping_report",
@@ -285,3 +288,217 @@ def save_audio(
     fmt = audio_format(path)
     with atomic_write(path, force=force) as fileobj:
         write_audio(fileobj, sig, sample_rate, format=fmt, subtype=subtype)
+
+
+# ---------------------------------------------------------------------------------------
+# Piece by piece: audio of any length in bounded memory
+# ---------------------------------------------------------------------------------------
+
+_READ_FRAMES = 1 << 16  # frames decoded per read: about 1.4 s at 48 kHz
+
+
+class AudioReader:
+    """An audio file read piece by piece, downmixed and resampled on the fly.
+
+    Memory stays bounded whatever the file's length: samples are decoded in blocks,
+    resampled with a streaming soxr resampler (which gives the samples of a one-shot
+    :func:`resample`) and dropped once consumed. Use :meth:`blocks` for a sequential
+    pass, or index it with slices whose starts never go backwards (``reader[:, a:b]``,
+    shape (1, b - a)), which is what the windows of
+    :func:`focalcodec.streaming.longform.encode_long` do.
+
+    Parameters
+    ----------
+    source
+        Path or seekable binary file object.
+    sample_rate
+        Rate to resample to (the model's input rate); None keeps the file's rate.
+
+    Attributes
+    ----------
+    source_rate
+        The file's own rate in Hz.
+    sample_rate
+        The rate of the samples handed out.
+    num_samples
+        Their number, ``round(frames * sample_rate / source_rate)``.
+    """
+
+    def __init__(self, source: Source, sample_rate: int | None = None) -> None:
+        self.name = _name(source)
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.exists():
+                raise AudioError(f"{self.name}: no such file")
+            if path.is_dir():
+                raise AudioError(f"{self.name}: is a directory, not an audio file")
+        try:
+            self._file = sf.SoundFile(source)
+        except (
+            sf.LibsndfileError,
+            RuntimeError,
+            TypeError,
+            ValueError,
+            OSError,
+        ) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AudioError(f"{self.name}: cannot decode audio ({detail})") from exc
+        self.source_rate = int(self._file.samplerate)
+        self.sample_rate = int(sample_rate or self.source_rate)
+        frames = int(self._file.frames)
+        if frames <= 0:
+            self.close()
+            raise AudioError(f"{self.name}: the audio is empty (0 samples)")
+        self.num_samples = round(frames * self.sample_rate / self.source_rate)
+        self.shape = (1, self.num_samples)
+        self._resampler = None
+        if self.sample_rate != self.source_rate:
+            self._resampler = soxr.ResampleStream(
+                self.source_rate, self.sample_rate, 1, dtype="float32", quality="HQ"
+            )
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._start = 0  # no request may start before this sample
+        self._produced = 0
+        self._done = False
+        self.clipping: str | None = None
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _pull(self) -> bool:
+        """Decode, downmix and resample one more block; False at the end of the file."""
+        if self._done:
+            return False
+        data = self._file.read(_READ_FRAMES, dtype="float32", always_2d=True)
+        last = len(data) < _READ_FRAMES
+        sig = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+        if len(sig) and not np.isfinite(sig).all():
+            raise AudioError(f"{self.name}: the audio contains NaN or infinite samples")
+        if self.clipping is None and len(sig):
+            self.clipping = clipping_report(sig)
+        if self._resampler is not None:
+            sig = self._resampler.resample_chunk(sig, last=last)
+        # Hold the count to the planned one (a header's frame count may be a little
+        # off for some formats): cut the excess, complete a short end with zeros.
+        sig = sig[: self.num_samples - self._produced]
+        if last:
+            sig = np.pad(sig, (0, self.num_samples - self._produced - len(sig)))
+        self._produced += len(sig)
+        self._buffer = np.concatenate([self._buffer, sig.astype(np.float32)])
+        self._done = last or self._produced >= self.num_samples
+        return True
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, tuple):
+            index = index[-1]
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise AudioError("AudioReader supports contiguous slices only")
+        start, stop, _ = index.indices(self.num_samples)
+        if start < self._start:
+            raise AudioError(
+                f"{self.name}: AudioReader reads forwards only (asked for sample "
+                f"{start} after dropping those before {self._start})"
+            )
+        # Later requests start no earlier, so what lies before this one is dropped,
+        # also while reading up to it: memory stays at one request plus one block.
+        self._start = start
+        while True:
+            first = self._produced - len(self._buffer)  # index of buffer[0]
+            self._buffer = self._buffer[min(max(start - first, 0), len(self._buffer)) :]
+            if self._produced >= stop or not self._pull():
+                break
+        first = self._produced - len(self._buffer)
+        return self._buffer[start - first : max(stop - first, 0)][None].copy()
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        """Consecutive pieces of ``size`` samples (the last may be shorter), (n,)."""
+        for start in range(self._start, self.num_samples, size):
+            yield self[:, start : start + size][0]
+
+    def read_all(self) -> np.ndarray:
+        """The whole signal, (N,) float32, as :func:`load_audio` would give it."""
+        return self[:, self._start :][0]
+
+
+class AudioWriter:
+    """Write audio piece by piece into an open binary file (seekable: e.g. the file of
+    :func:`~focalcodec.io.atomic.atomic_write`), resampling on the fly if asked.
+
+    Samples beyond full scale are clipped to [-1, 1] with one
+    :class:`ClippingWarning`.
+
+    Parameters
+    ----------
+    fileobj
+        Seekable binary file object opened for writing.
+    sample_rate
+        Rate of the pieces given to :meth:`write`.
+    out_rate
+        Rate written to the file (None: ``sample_rate``).
+    format, subtype
+        soundfile format name and subtype, as for :func:`write_audio`.
+    """
+
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        sample_rate: int,
+        out_rate: int | None = None,
+        *,
+        format: str = "WAV",
+        subtype: str | None = None,
+    ) -> None:
+        out_rate = int(out_rate or sample_rate)
+        if sample_rate <= 0 or out_rate <= 0:
+            raise AudioError(f"sample rates must be positive, got {out_rate}")
+        if not sf.check_format(format, subtype):
+            raise AudioError(f"cannot write audio as format {format} subtype {subtype}")
+        self._file = sf.SoundFile(
+            fileobj, "w", out_rate, 1, format=format, subtype=subtype
+        )
+        self._resampler = None
+        if out_rate != sample_rate:
+            self._resampler = soxr.ResampleStream(
+                sample_rate, out_rate, 1, dtype="float32", quality="HQ"
+            )
+        self.frames = 0
+        self._warned = False
+        self._ended = False
+
+    def write(self, sig: np.ndarray, last: bool = False) -> None:
+        """Append a piece (n,); pass ``last=True`` with (or after) the final piece."""
+        sig = np.asarray(sig, dtype=np.float32).reshape(-1)
+        if len(sig) and not np.isfinite(sig).all():
+            raise AudioError("output contains NaN or infinite samples")
+        if self._resampler is not None and not self._ended:
+            sig = self._resampler.resample_chunk(sig, last=last)
+        self._ended = self._ended or last
+        peak = float(np.abs(sig).max()) if len(sig) else 0.0
+        if peak > 1.0:
+            if not self._warned:
+                warnings.warn(
+                    f"output peak {peak:.3f} is above full scale; clipping it to "
+                    "[-1, 1]",
+                    ClippingWarning,
+                    stacklevel=2,
+                )
+                self._warned = True
+            sig = np.clip(sig, -1.0, 1.0)
+        if len(sig):
+            self._file.write(sig)
+            self.frames += len(sig)
+
+    def close(self) -> None:
+        """Finish the file (writes the header's final sizes)."""
+        if not self._ended:
+            self.write(np.zeros(0, dtype=np.float32), last=True)
+        self._file.close()

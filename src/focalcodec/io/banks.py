@@ -26,14 +26,16 @@ import torch
 
 from ..errors import FormatError
 from .atomic import atomic_write
-from .audio import load_audio
+from .audio import AudioReader, load_audio
 from .compress import ModelMismatchError, model_hash, model_name, prepare_signal
+from .longaudio import OVERLAP_SECONDS, WINDOW_SECONDS, fits_whole
 
 if TYPE_CHECKING:
     from ..codec import FocalCodec
 
 __all__ = [
     "BANK_FORMAT",
+    "feats_long",
     "load_bank",
     "matching_set_from_files",
     "matching_set_from_signals",
@@ -86,10 +88,45 @@ def matching_set_from_files(
     """
     parts = []
     for path in paths:
-        sig, rate = load_audio(path, codec.sample_rate_input)
-        parts.append(matching_set_from_signals(codec, [sig], rate))
+        with AudioReader(path, codec.sample_rate_input) as reader:
+            long = not fits_whole(codec, reader.num_samples)
+            parts.append(feats_long(codec, reader) if long else None)
+        if not long:
+            sig, rate = load_audio(path, codec.sample_rate_input)
+            parts[-1] = matching_set_from_signals(codec, [sig], rate)
     if not parts:
         raise FormatError("no reference audio was given to build the speaker bank")
+    return torch.cat(parts)
+
+
+def feats_long(codec: FocalCodec, reader: AudioReader | np.ndarray) -> torch.Tensor:
+    """Encoder features (M, D) of a long recording, window by window.
+
+    ``reader`` is an :class:`~focalcodec.io.audio.AudioReader` at the model's input
+    rate or a waveform (1, N) there.
+
+    Windows of :data:`~focalcodec.io.longaudio.WINDOW_SECONDS` see
+    :data:`~focalcodec.io.longaudio.OVERLAP_SECONDS` of context on each side and keep
+    the frames of their core, so the model never sees more than a window at a time.
+    """
+    from ..streaming.longform import plan_windows
+
+    hop = int(codec.encoder.downsample_factor)
+    rate = codec.sample_rate_input / hop
+    total = reader.shape[-1]
+    windows = plan_windows(
+        -(-total // hop), round(WINDOW_SECONDS * rate), round(OVERLAP_SECONDS * rate)
+    )
+    device = codec.device
+    parts = []
+    for k, w in enumerate(windows):
+        last = k == len(windows) - 1
+        stop = total if last else min(total, (w.stop + 1) * hop)
+        piece = torch.as_tensor(reader[:, w.start * hop : stop]).to(device)
+        with torch.inference_mode():
+            feats = codec.sig_to_feats(piece)[0]
+        keep = slice(w.core_start - w.start, None if last else w.core_stop - w.start)
+        parts.append(feats[keep].to("cpu", torch.float32))
     return torch.cat(parts)
 
 
@@ -114,7 +151,7 @@ def save_bank(
     sources
         Names of the reference files, kept as metadata.
     force
-        Overwrite an existing file.
+        Overwrite an existing file (never one of ``sources``).
     """
     from safetensors.torch import save
 
@@ -127,7 +164,8 @@ def save_bank(
     }
     tensors = {_TENSOR: matching_set.detach().to("cpu", torch.float32).contiguous()}
     data = save(tensors, metadata=metadata)
-    with atomic_write(path, force=force) as fileobj:
+    # The recordings the bank comes from are inputs: never replaced, even with force.
+    with atomic_write(path, force=force, inputs=[s for s in sources if s]) as fileobj:
         fileobj.write(data)
 
 
@@ -158,8 +196,13 @@ def load_bank(path: str | os.PathLike, codec: FocalCodec | None = None) -> torch
     if metadata.get("format") != BANK_FORMAT or _TENSOR not in tensors:
         raise FormatError(f"{path}: not a focalcodec speaker bank")
     bank = tensors[_TENSOR]
-    if bank.dim() != 2 or not bank.shape[0]:
-        raise FormatError(f"{path}: matching set has shape {tuple(bank.shape)}")
+    if bank.dim() != 2 or not bank.shape[0] or not bank.is_floating_point():
+        raise FormatError(
+            f"{path}: matching set has shape {tuple(bank.shape)} and dtype "
+            f"{bank.dtype}; expected (M, D) floats"
+        )
+    if not bool(torch.isfinite(bank).all()):
+        raise FormatError(f"{path}: matching set holds NaN or infinite values")
     if codec is not None and metadata.get("model_hash") != model_hash(codec).hex():
         made_by = metadata.get("model_name") or "an unnamed model"
         raise ModelMismatchError(

@@ -36,6 +36,7 @@ import numpy as np
 from ..errors import ChecksumError, FormatError, TruncatedError
 from . import entropy as coding
 from .entropy import ENTROPY_NONE, PacketCoder, PacketStats
+from .limits import check_length, check_rates
 
 __all__ = [
     "MAGIC",
@@ -66,8 +67,6 @@ MIN_BITS, MAX_BITS = 1, 32
 # One packet holds at most 2**20 tokens (about 5.8 h at 50 Hz, 4 MiB at 32 bits), so a
 # corrupted length can never make the reader allocate more than that.
 MAX_PACKET_TOKENS = 1 << 20
-# Sample rates and hop sizes above this are certainly corruption, not a real model.
-MAX_RATE = (1 << 32) - 1
 # 9 varint bytes hold 63 bits: enough for any sample count, small enough for int64.
 MAX_VARINT_BYTES = 9
 
@@ -125,11 +124,11 @@ class Header:
             )
         if len(self.model_name.encode("utf-8")) > MAX_NAME_BYTES:
             raise FormatError(f"model name is longer than {MAX_NAME_BYTES} bytes")
-        for field in ("sample_rate_input", "sample_rate_output", "hop_length"):
-            if not 0 < getattr(self, field) <= MAX_RATE:
-                raise FormatError(f"{field} must be in [1, {MAX_RATE}]")
-        if not 0 <= self.source_sample_rate <= MAX_RATE:
-            raise FormatError(f"source_sample_rate must be in [0, {MAX_RATE}]")
+        if not self.model_name.isprintable():
+            raise FormatError(
+                f"model name {self.model_name!r} holds control characters"
+            )
+        check_rates(self)
         if self.entropy not in coding.ENTROPY_NAMES:
             raise FormatError(f"unknown entropy model {self.entropy}")
         if len(self.entropy_hash) != HASH_SIZE or (
@@ -387,6 +386,7 @@ class Writer:
         if self.finished:
             raise FormatError("this container was already finished")
         toks = _as_token_array(np.zeros(0) if toks is None else toks)
+        check_length(self.header, self.num_tokens + len(toks), num_samples)
         while len(toks) > MAX_PACKET_TOKENS:
             self._packet(KIND_DATA, toks[:MAX_PACKET_TOKENS], None)
             toks = toks[MAX_PACKET_TOKENS:]
@@ -506,6 +506,7 @@ class Reader:
         if final:
             if self.fileobj.read(1):
                 raise FormatError("unexpected data after the final packet")
+            check_length(self.header, self.num_tokens, num_samples)
             self.num_samples = num_samples
         return toks
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Union
@@ -30,7 +31,8 @@ from typing import TYPE_CHECKING, BinaryIO, Union
 import numpy as np
 import torch
 
-from ..errors import AudioError, FormatError, ModelMismatchError
+from ..config import legacy_config_hash
+from ..errors import AudioError, ConfigError, FormatError, ModelMismatchError
 from ..pretrained import portable_name
 from ..protocol import Codec
 from . import bitstream
@@ -55,12 +57,15 @@ __all__ = [
     "encode_batch",
     "encode_tokens",
     "header_for",
+    "loadable_name",
     "min_samples",
     "prepare_signal",
     "resolve_codec",
     "tokens_to_bytes",
 ]
 
+# What a loadable header name looks like: a packaged name or a Hub id ``user/repo``.
+_NAME = re.compile(r"[^\W_][\w.\-]*(/[\w.\-]+)?")
 # A codec, or a function that builds the right codec for a header.
 CodecSource = Union["FocalCodec", Callable[[Header], "FocalCodec"], None]
 
@@ -135,6 +140,20 @@ def coder_for(header: Header, entropy: str | EntropyModel | None = None):
     return model.coder(header.bits_per_token, header.model_hash)
 
 
+def _accepted_hashes(codec: FocalCodec, current: bytes) -> set[bytes]:
+    """The codec's hash, and the one earlier versions stored (see
+    :func:`focalcodec.config.legacy_config_hash`)."""
+    accepted = {current}
+    config = getattr(codec, "config", None)
+    if isinstance(config, dict):
+        try:
+            legacy = bytes.fromhex(legacy_config_hash(config))
+        except (ValueError, ConfigError):
+            return accepted
+        accepted.add(legacy[: bitstream.HASH_SIZE])
+    return accepted
+
+
 def _describe(name: str, digest: bytes) -> str:
     return f"{name or 'an unnamed model'} (config {digest.hex()})"
 
@@ -152,18 +171,53 @@ def check_model(header: Header, codec: FocalCodec, *, where: str = "input") -> N
         The file name, for the message.
     """
     ours = header_for(codec)
-    if header.model_hash != ours.model_hash:
+    if header.model_hash not in _accepted_hashes(codec, ours.model_hash):
         raise ModelMismatchError(
             f"{where}: made by {_describe(header.model_name, header.model_hash)}, but "
             f"the model in use is {_describe(ours.model_name, ours.model_hash)}; "
             "decode it with the model that encoded it"
         )
-    for field in ("bits_per_token", "sample_rate_input", "hop_length"):
+    for field in (
+        "bits_per_token",
+        "sample_rate_input",
+        "sample_rate_output",
+        "hop_length",
+    ):
         if getattr(header, field) != getattr(ours, field):
             raise ModelMismatchError(
                 f"{where}: header {field}={getattr(header, field)} but the model has "
                 f"{getattr(ours, field)}"
             )
+
+
+def loadable_name(header: Header, *, where: str = "this file") -> str:
+    """The header's model name, if it may be loaded without the user naming a model.
+
+    Only a packaged name or a Hub id qualifies. A name that is empty, that is not of
+    the form a writer stores (:func:`focalcodec.pretrained.portable_name`), or that also
+    names a file or folder here is refused: a file must never make the decoder load
+    local code or weights the user did not choose.
+    """
+    name = header.model_name
+    if not name:
+        raise FormatError(
+            f"{where} was made by {_describe('', header.model_hash)}, a local model "
+            "without a loadable name; pass the codec (CLI: --model DIR)"
+        )
+    parts = name.split("/")
+    local = os.path.lexists(name) or os.path.lexists(os.path.expanduser(name))
+    if (
+        local
+        or not _NAME.fullmatch(name)
+        or any(p in (".", "..") for p in parts)
+        or not portable_name(name)
+    ):
+        raise FormatError(
+            f"{where} names its model {name!r}, which is not a packaged name or Hub "
+            "id, or is also a local path here; it is not loaded implicitly: pass the "
+            "model yourself (CLI: --model)"
+        )
+    return name
 
 
 def resolve_codec(header: Header, codec: CodecSource = None) -> FocalCodec:
@@ -182,14 +236,9 @@ def resolve_codec(header: Header, codec: CodecSource = None) -> FocalCodec:
         The codec in eval mode, checked against the header.
     """
     if codec is None:
-        if not header.model_name:
-            raise FormatError(
-                f"this file was made by {_describe('', header.model_hash)}, a local "
-                "model without a loadable name; pass the codec (CLI: --model DIR)"
-            )
         from .. import FocalCodec
 
-        codec = FocalCodec.from_pretrained(header.model_name).eval()
+        codec = FocalCodec.from_pretrained(loadable_name(header)).eval()
     elif not isinstance(codec, torch.nn.Module) and callable(codec):
         codec = codec(header)
     check_model(header, codec)

@@ -76,12 +76,20 @@ def find_files(
     wanted = {s.lower() if s.startswith(".") else f".{s.lower()}" for s in suffixes}
     skip = [Path(p).resolve() for p in exclude]
     found = []
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
         resolved = here.resolve()
         if any(resolved == s or s in resolved.parents for s in skip):
             dirnames[:] = []
             continue
+        # Symlinked folders are followed, each real folder once: a link back up the
+        # tree would otherwise make the walk endless.
+        st = os.stat(here)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             path = here / name

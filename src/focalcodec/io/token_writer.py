@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -141,7 +142,10 @@ def open_folder(
 def _clear(folder: Path) -> None:
     for path in folder.iterdir():
         name = path.name
-        if name in (META, INDEX, NEXT_INDEX, NEXT_TOKENS) or is_data_file(name):
+        ours = name in (META, INDEX, NEXT_INDEX, NEXT_TOKENS) or is_data_file(name)
+        # Shards of the format before this one (focalcodec 0.1 safetensors folders).
+        old = re.fullmatch(r"shard-\d+\.safetensors", name)
+        if ours or old:
             path.unlink()
     for path in journal_paths(folder):
         path.unlink()
@@ -295,10 +299,12 @@ def completed_ids(
 
 @dataclass
 class FinishReport:
-    """What :func:`finish` did: items in the index, damaged files left out."""
+    """What :func:`finish` did: items in the index, damaged files left out, and how
+    many ids of ``order`` are not in the index."""
 
     items: int
     damaged: list[str]
+    missing: int = 0
 
 
 def finish(folder: str | os.PathLike, order: Iterable[str] = ()) -> FinishReport:
@@ -326,8 +332,10 @@ def finish(folder: str | os.PathLike, order: Iterable[str] = ()) -> FinishReport
         if checked[key] is None:
             for item in part.items:
                 chosen.setdefault(item["id"], (part, item))
-    ids = [i for i in dict.fromkeys(order) if i in chosen]
-    ids += [i for i in chosen if i not in set(ids)]
+    wanted = list(dict.fromkeys(order))
+    ids = [i for i in wanted if i in chosen]
+    listed = set(ids)
+    ids += [i for i in chosen if i not in listed]
     current = [r["id"] for r in read_jsonl(folder / INDEX)]
     if journals or damaged or ids != current:
         rows = [chosen[i] for i in ids]
@@ -338,7 +346,7 @@ def finish(folder: str | os.PathLike, order: Iterable[str] = ()) -> FinishReport
         for journal in journals:
             journal.unlink()
         _remove_unreferenced(folder)
-    return FinishReport(len(ids), damaged)
+    return FinishReport(len(ids), damaged, len(wanted) - len(listed))
 
 
 def _index_line(part: Part, item: dict[str, Any]) -> str:

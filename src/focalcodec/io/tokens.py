@@ -224,7 +224,7 @@ class TokenDataset(Dataset):
                 f"codec has config {mine}"
             )
         toks = torch.from_numpy(self[index]["tokens"])[None]
-        device = next(codec.parameters()).device
+        device = codec.device
         with torch.inference_mode():
             return codec.toks_to_sig(toks.to(device))[0].cpu()
 

@@ -22,6 +22,7 @@ __all__ = [
     "GatedRelativeAttention",
     "RelativePositionBias",
     "chunk_window_mask",
+    "padded_chunk_window_mask",
 ]
 
 
@@ -137,6 +138,28 @@ def chunk_window_mask(
     return mask.masked_fill(~allowed, float("-inf"))
 
 
+def padded_chunk_window_mask(
+    lengths: Tensor, frames: int, chunk: int, window: int, dtype
+) -> Tensor:
+    """:func:`chunk_window_mask` for each item of a right-padded batch, (B, 1, T, T).
+
+    Item ``b`` alone has ``lengths[b]`` keys, and the window of its last (partial)
+    chunk ends there; so here, too, every window ends at most at the item's length.
+    Padded keys are thereby masked, and every row keeps at least one key.
+    """
+    pos = torch.arange(frames, device=lengths.device)
+    if chunk > 1:
+        end = torch.div(pos + chunk, chunk, rounding_mode="floor") * chunk
+    else:
+        end = pos + 1
+    end = torch.minimum(end[None, :], lengths[:, None])
+    begin = (end - window).clamp(min=0)
+    keys = pos[None, None, :]
+    allowed = (keys >= begin[..., None]) & (keys < end[..., None])
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=lengths.device)
+    return mask.masked_fill(~allowed, float("-inf"))[:, None]
+
+
 class GatedRelativeAttention(nn.Module):
     """Multi-head attention whose relative position bias is scaled by a learned gate.
 
@@ -172,6 +195,7 @@ class GatedRelativeAttention(nn.Module):
         cache_start: int = 0,
         cache_shift: int = 0,
         cache_rows: int | None = None,
+        key_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend over ``x`` (B, T, dim), optionally after the cached past.
 
@@ -190,6 +214,9 @@ class GatedRelativeAttention(nn.Module):
         cache_shift, cache_rows
             After attending, the returned cache is rolled left by ``cache_shift`` rows
             and cut to ``cache_rows`` rows (the window), as the streaming layout needs.
+        key_mask
+            Additive mask per key, shape (B, K): 0 for real frames, -inf for the padding
+            of a right-padded batch; None when every key is real.
 
         Returns
         -------
@@ -197,7 +224,8 @@ class GatedRelativeAttention(nn.Module):
         """
         qkv = self.qkv_proj(x)
         q, k, v, cache = self.heads(qkv, cache, cache_start, cache_shift, cache_rows)
-        return self.out_proj(self.attend(x, q, k, v, position_bias, mask)), cache
+        y = self.attend(x, q, k, v, position_bias, mask, key_mask)
+        return self.out_proj(y), cache
 
     def heads(
         self,
@@ -235,11 +263,13 @@ class GatedRelativeAttention(nn.Module):
         v: Tensor,
         position_bias: Tensor | BiasRows,
         mask: Tensor | None,
+        key_mask: Tensor | None = None,
     ) -> Tensor:
         """Gated-bias attention of queries (B, H, T, d) over keys/values (B, H, K, d).
 
-        ``x`` (B, T, dim) is the normalised layer input (for the gate); returns the heads
-        merged, (B, T, dim), before the output projection.
+        ``x`` (B, T, dim) is the normalised layer input (for the gate); ``key_mask``
+        (B, K) is added to every query's row. Returns the heads merged, (B, T, dim),
+        before the output projection.
         """
         batch, frames, dim = x.shape
         gate = self.gate(x)
@@ -253,6 +283,8 @@ class GatedRelativeAttention(nn.Module):
             bias = gate[:, :, start:stop] * _rows(position_bias, start, stop)
             if mask is not None:
                 bias += _rows(mask, start, stop) if mask.shape[-2] == frames else mask
+            if key_mask is not None:
+                bias = bias + key_mask[:, None, None, :]
             piece = F.scaled_dot_product_attention(
                 q[:, :, start:stop], k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout
             )

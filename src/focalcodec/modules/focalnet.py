@@ -22,6 +22,7 @@ from .layers import (
     conv_time,
     extend_left,
     same_pad,
+    time_mask,
 )
 
 __all__ = ["FocalDecoder", "FocalEncoder"]
@@ -75,12 +76,20 @@ class FocalModulation(nn.Module):
         )
 
     def forward(
-        self, x: Tensor, contexts: list | None = None
+        self, x: Tensor, contexts: list | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, list | None]:
-        """(B, T, dim) -> (B, T, dim), with the level contexts for the next call."""
+        """(B, T, dim) -> (B, T, dim), with the level contexts for the next call.
+
+        ``lengths`` (B,): real frames of each item of a right-padded batch. Non-causal
+        levels then see zeros past each item's end and the global average covers its
+        real frames only (causal levels never look right, so need nothing).
+        """
         query, ctx, gates = self.in_proj(x).split(
             [self.dim, self.dim, self.focal_level + 1], -1
         )
+        valid = None
+        if lengths is not None and not self.causal:
+            valid = time_mask(lengths, x.shape[1])
         modulator = 0.0
         new_contexts = [] if self.causal else None
         for level, (block, k) in enumerate(zip(self.layers, self.kernel_sizes)):
@@ -89,12 +98,21 @@ class FocalModulation(nn.Module):
                 padded, past = self.extend_context(ctx, past, k - 1)
                 new_contexts.append(past)
             else:
-                padded = same_pad(ctx, k)
+                padded = same_pad(
+                    ctx if valid is None else ctx.masked_fill(~valid, 0.0), k
+                )
             ctx = F.gelu(conv_time(block[0], padded))
             modulator = modulator + ctx * gates[..., level : level + 1]
         if not self.causal:
             # Global context: time average of the last level, padding frames included.
-            pooled = F.gelu(ctx.mean(1, keepdim=True))
+            if valid is None:
+                pooled = F.gelu(ctx.mean(1, keepdim=True))
+            else:
+                # Summed in float32: under bf16 autocast a length such as 3001 frames
+                # is not representable.
+                real = ctx.masked_fill(~valid, 0.0)
+                total = real.sum(1, keepdim=True, dtype=torch.float32)
+                pooled = F.gelu((total / lengths[:, None, None]).to(ctx.dtype))
             modulator = modulator + pooled * gates[..., self.focal_level :]
         if self.normalize_modulator:
             modulator = modulator / (self.focal_level + 1)
@@ -159,13 +177,14 @@ class FocalBlock(nn.Module):
             )
 
     def forward(
-        self, x: Tensor, contexts: list | None = None
+        self, x: Tensor, contexts: list | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, list | None]:
+        """(B, T, dim) -> (B, T, dim); ``lengths`` as in :class:`FocalModulation`."""
         if self.use_post_norm:
-            h, contexts = self.modulation(x, contexts)
+            h, contexts = self.modulation(x, contexts, lengths)
             h = self.modulation_norm(h)
         else:
-            h, contexts = self.modulation(self.modulation_norm(x), contexts)
+            h, contexts = self.modulation(self.modulation_norm(x), contexts, lengths)
         if self.use_layerscale:
             h = self.modulation_gamma * h
         x = x + h
@@ -189,17 +208,30 @@ class DownScale(nn.Module):
         self.activation = Snake1d(out_dim)
 
     def forward(
-        self, x: Tensor, context: Tensor | None = None
+        self, x: Tensor, context: Tensor | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
+        """(B, T, C_in) -> (B, T', C_out); ``lengths`` (B,) real frames of a padded
+        batch, whose padding is set to zero first (an item alone is padded with
+        zeros)."""
         f = self.factor
         if self.causal:
             x, context = _causal_resample_pad(x, context, f)
         else:
+            if lengths is not None and f > 1:
+                x = x.masked_fill(~time_mask(lengths, x.shape[1]), 0.0)
             # Right padding (T - f) mod f: equals ceil padding except when T < f.
             pad = (x.shape[1] - f) % f
             if pad:
                 x = F.pad(x, (0, 0, 0, pad))
         return self.activation(conv_time(self.downscale, x)), context
+
+    def out_lengths(self, lengths: Tensor) -> Tensor:
+        """Output frames (B,) that inputs of ``lengths`` (B,) frames give alone."""
+        f = self.factor
+        if self.causal:
+            return torch.div(lengths + f - 1, f, rounding_mode="floor")
+        padded = lengths + torch.remainder(lengths - f, f)
+        return torch.div(padded - f, f, rounding_mode="floor") + 1
 
 
 class UpScale(nn.Module):
@@ -243,9 +275,14 @@ class FocalDownScale(nn.Module):
         self.downscale = DownScale(in_dim, out_dim, factor, block["causal"])
         self.focal_block = FocalBlock(out_dim, 4 * out_dim, **block)
 
-    def forward(self, x: Tensor, state: list | None = None) -> tuple[Tensor, list]:
-        x, ctx = self.downscale(x, state[0] if state else None)
-        x, block_ctx = self.focal_block(x, state[1:] if state else None)
+    def forward(
+        self, x: Tensor, state: list | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor, list]:
+        """``lengths`` (B,): real input frames of a padded batch (see DownScale)."""
+        x, ctx = self.downscale(x, state[0] if state else None, lengths)
+        if lengths is not None:
+            lengths = self.downscale.out_lengths(lengths)
+        x, block_ctx = self.focal_block(x, state[1:] if state else None, lengths)
         return x, [ctx, *(block_ctx or [])]
 
 
@@ -328,12 +365,30 @@ class FocalEncoder(nn.Module):
         self.out_proj = nn.Linear(pairs[-1][0], output_dim)
 
     def forward(
-        self, feats: Tensor, state: list | None = None
+        self, feats: Tensor, state: list | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, list | None]:
-        """(B, F, input_dim) -> (B, L, output_dim) and per-layer contexts (causal)."""
-        x, new_state = _run_layers(self.layers, feats, state)
+        """(B, F, input_dim) -> (B, L, output_dim) and per-layer contexts (causal).
+
+        ``lengths`` (B,): real frames of each item of a right-padded batch (offline
+        only); its first ``out_lengths(lengths)`` latents are then what it gets alone.
+        """
+        if lengths is None:
+            x, new_state = _run_layers(self.layers, feats, state)
+        else:
+            if state is not None:
+                raise ValueError("lengths is for offline encoding, without state")
+            x, new_state = feats, None
+            for layer in self.layers:
+                x, _ = layer(x, None, lengths)
+                lengths = layer.downscale.out_lengths(lengths)
         lats = self.out_proj(self.dropout(x))
         return lats, new_state if self.causal else None
+
+    def out_lengths(self, lengths: Tensor) -> Tensor:
+        """Latents (B,) that inputs of ``lengths`` (B,) frames give alone."""
+        for layer in self.layers:
+            lengths = layer.downscale.out_lengths(lengths)
+        return lengths
 
 
 class FocalDecoder(nn.Module):

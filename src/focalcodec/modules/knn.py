@@ -2,10 +2,57 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import Tensor
 
-__all__ = ["knn"]
+from ..errors import InputError
+
+__all__ = ["check_matching_set", "knn"]
+
+
+def check_matching_set(
+    matching_set: Tensor, dim: int, topk: int, *, finite: bool = True
+) -> None:
+    """Raise :class:`~focalcodec.errors.InputError` unless a kNN search can work.
+
+    Parameters
+    ----------
+    matching_set
+        Candidates, expected shape (M, dim), M >= 1.
+    dim
+        Width of the features that will be matched.
+    topk
+        Neighbours per query, expected in [1, M].
+    finite
+        Also check that every value is finite (a pass over the whole set).
+    """
+    if not torch.is_tensor(matching_set) or matching_set.dim() != 2:
+        shape = tuple(getattr(matching_set, "shape", ()))
+        raise InputError(
+            f"matching_set must be a tensor of shape (M, {dim}), got {shape or type(matching_set)}; "
+            "build it with codec.sig_to_feats or focalcodec.io.banks"
+        )
+    if matching_set.shape[0] == 0 or matching_set.shape[1] != dim:
+        raise InputError(
+            f"matching_set must have shape (M, {dim}) with M >= 1, got "
+            f"{tuple(matching_set.shape)}; build it with codec.sig_to_feats"
+        )
+    if not matching_set.is_floating_point():
+        raise InputError(
+            f"matching_set must be floating point, got {matching_set.dtype}"
+        )
+    size = matching_set.shape[0]
+    if not 1 <= _whole(topk, 0) <= size:
+        raise InputError(
+            f"topk must be a whole number in [1, {size}] (the size of the matching "
+            f"set), got {topk!r}"
+        )
+    if finite and not bool(torch.isfinite(matching_set).all()):
+        raise InputError(
+            "matching_set contains NaN or infinite values; rebuild it from clean audio"
+        )
 
 
 def _cosine_distance(queries: Tensor, candidates: Tensor) -> Tensor:
@@ -21,6 +68,16 @@ def _cosine_distance(queries: Tensor, candidates: Tensor) -> Tensor:
     return 1 - dot * torch.rsqrt(q_sq * c_sq)
 
 
+def _whole(value, default: int) -> int:
+    """``value`` as an int if it is a whole number (not a bool), else ``default``."""
+    if isinstance(value, bool):
+        return default
+    try:
+        return operator.index(value)
+    except TypeError:
+        return default
+
+
 def knn(
     feats: Tensor, matching_set: Tensor, topk: int = 4, num_splits: int = 1
 ) -> Tensor:
@@ -33,15 +90,18 @@ def knn(
     matching_set
         Candidates, shape (M, D), e.g. encoder features of a target speaker.
     topk
-        Neighbours per query (at most M).
+        Neighbours per query, in [1, M].
     num_splits
         Search the set in this many pieces to bound the size of the distance matrix; the
         result is the same as a single search.
 
     Returns
     -------
-    Neighbours, shape (..., k, D) with k = min(topk, M).
+    Neighbours, shape (..., topk, D).
     """
+    check_matching_set(matching_set, feats.shape[-1], topk, finite=False)
+    if _whole(num_splits, 0) < 1:
+        raise InputError(f"num_splits must be a whole number >= 1, got {num_splits!r}")
     queries = feats.reshape(-1, feats.shape[-1])
     size = matching_set.shape[0]
     step = max(size // max(num_splits, 1), 1)

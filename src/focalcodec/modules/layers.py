@@ -20,6 +20,7 @@ __all__ = [
     "extend_left",
     "conv_time",
     "same_pad",
+    "time_mask",
 ]
 
 
@@ -53,6 +54,17 @@ def extend_left(
             context = x.new_zeros(x.shape[0], size, x.shape[2])
     x = torch.cat([context, x], dim=1)
     return x, x[:, x.shape[1] - size :]
+
+
+def time_mask(lengths: Tensor, frames: int) -> Tensor:
+    """Which frames of a right-padded batch are real: (B, frames, 1) bool.
+
+    ``lengths`` (B,) holds each item's number of real frames. Padded batches use it to
+    set padding back to zero before a convolution over time, so that an item's real
+    frames see the zeros they would see alone.
+    """
+    steps = torch.arange(frames, device=lengths.device)
+    return (steps[None, :] < lengths[:, None])[..., None]
 
 
 def same_pad(x: Tensor, kernel_size: int) -> Tensor:

@@ -19,8 +19,9 @@ from .attention import (
     GatedRelativeAttention,
     RelativePositionBias,
     chunk_window_mask,
+    padded_chunk_window_mask,
 )
-from .layers import FeedForward, conv_time, extend_left
+from .layers import FeedForward, conv_time, extend_left, time_mask
 
 __all__ = ["WavLM", "WavLMState"]
 
@@ -137,6 +138,7 @@ class TransformerLayer(nn.Module):
         cache_start=0,
         cache_shift=0,
         cache_rows=None,
+        key_mask=None,
     ):
         h, cache = self.attention(
             self.attention_norm(x),
@@ -146,6 +148,7 @@ class TransformerLayer(nn.Module):
             cache_start,
             cache_shift,
             cache_rows,
+            key_mask,
         )
         x = x + self.dropout(h)
         return x + self.feed_forward(self.feed_forward_norm(x)), cache
@@ -241,31 +244,62 @@ class WavLM(nn.Module):
         )
 
     def forward(
-        self, sig: Tensor, state: WavLMState | None = None, need_state: bool = True
+        self,
+        sig: Tensor,
+        state: WavLMState | None = None,
+        need_state: bool = True,
+        lengths: Tensor | None = None,
     ) -> tuple[Tensor, WavLMState | None]:
         """Encode a waveform (B, N) into features (B, F, dim).
 
         ``state`` continues a stream (causal models only). With ``need_state=False`` no
         key/value caches are built, which saves memory for offline use. Non-causal models
-        return None as state.
+        return None as state. ``lengths`` (B,) gives the real samples of each item of a
+        right-padded batch (offline only): padded frames are then kept out of attention
+        and set to zero before the positional convolution, so the first
+        ``frame_lengths(lengths)`` frames of each item are what it gets alone (up to
+        float rounding).
         """
+        if lengths is not None and (state is not None or need_state):
+            raise ValueError(
+                "lengths is for offline encoding: no state, need_state=False"
+            )
         contexts = state.contexts if state is not None else None
         x, cnn_contexts = self.feature_extractor(
             sig.unsqueeze(-1), contexts[:-1] if contexts else None, self.causal
         )
         x = self.dropout(self.feature_proj(self.norm(x)))
+        valid = None
+        if lengths is not None:
+            valid = time_mask(self.frame_lengths(lengths), x.shape[1])
         if not self.causal:
-            return self._full_attention(x), None
-        return self._chunked_attention(x, cnn_contexts, state, need_state)
+            return self._full_attention(x, valid), None
+        return self._chunked_attention(x, cnn_contexts, state, need_state, valid)
 
-    def _full_attention(self, x: Tensor) -> Tensor:
+    def frame_lengths(self, lengths: Tensor) -> Tensor:
+        """Frames (B,) that items of ``lengths`` (B,) samples give on their own."""
+        for layer in self.feature_extractor.layers:
+            k, s = layer.kernel_size, layer.conv.stride[0]
+            if self.causal:  # k - 1 frames of left context: ceil(T / s)
+                lengths = torch.div(lengths + s - 1, s, rounding_mode="floor")
+            else:  # no padding (inputs shorter than a kernel are padded to it)
+                lengths = torch.div(lengths.clamp(min=k) - k, s, rounding_mode="floor")
+                lengths = lengths + 1
+        return lengths
+
+    def _full_attention(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
         enc = self.encoder
+        key_mask = None
+        if valid is not None:
+            # Alone, an item's positional conv sees zeros past its end.
+            x = x.masked_fill(~valid, 0.0)
+            key_mask = _key_mask(valid, x.dtype)
         x, _ = enc.positional_embedding(x, None, causal=False)
         x = enc.dropout(x)
         frames = x.shape[1]
         bias = enc.relative_embedding.layer_bias(0, frames, frames)
         for layer in enc.layers:
-            x, _ = layer(x, bias)
+            x, _ = layer(x, bias, key_mask=key_mask)
         return x
 
     def _chunked_attention(
@@ -274,6 +308,7 @@ class WavLM(nn.Module):
         cnn_contexts: list,
         state: WavLMState | None,
         need_state: bool,
+        valid: Tensor | None = None,
     ) -> tuple[Tensor, WavLMState | None]:
         enc = self.encoder
         chunk = 1 + self.lookahead_size
@@ -291,6 +326,9 @@ class WavLM(nn.Module):
         x, pos_context = enc.positional_embedding(x, pos_context, causal=True)
         x = enc.dropout(x)
         if not need_state and state is None:
+            if valid is not None:
+                lengths = valid[:, :, 0].sum(1)
+                mask = padded_chunk_window_mask(lengths, frames, chunk, window, x.dtype)
             for layer in enc.layers:
                 x, _ = layer(x, bias, mask)
             return x, None
@@ -306,3 +344,9 @@ class WavLM(nn.Module):
             caches.append(cache)
         position = torch.tensor(min(end, window - chunk), dtype=torch.long)
         return x, WavLMState(position, [*cnn_contexts, pos_context], caches)
+
+
+def _key_mask(valid: Tensor, dtype: torch.dtype) -> Tensor:
+    """Additive key mask (B, T) from a (B, T, 1) validity mask: -inf on padding."""
+    mask = torch.zeros(valid.shape[:2], dtype=dtype, device=valid.device)
+    return mask.masked_fill(~valid[..., 0], float("-inf"))

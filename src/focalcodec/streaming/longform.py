@@ -443,8 +443,11 @@ def _check_toks(codec, toks: Any) -> Tensor:
     ):
         raise InputError("tokens must be an integer tensor of shape (L,) or (B, L)")
     toks = toks[None] if toks.dim() == 1 else toks
-    if toks.shape[1] == 0:
-        raise InputError("no tokens to decode")
+    if toks.numel() == 0:
+        raise InputError(
+            f"no tokens to decode: tokens have shape {tuple(toks.shape)}; give at least "
+            "one token per item"
+        )
     if toks.min() < 0 or toks.max() >= codec.codebook_size:
         raise InputError(
             f"tokens must lie in [0, {codec.codebook_size}); got values from "

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import AudioError, InputError, StreamingError
+from ..modules.knn import check_matching_set
 from ..protocol import Codec
 from .runner import runner_for
 
@@ -358,8 +359,8 @@ class StreamDecoder(_Closable):
         self.block = codec.chunk_tokens
         self.step_size = chunks_per_step * self.block
         self._device, self._dtype = self._run.device, self._run.dtype
-        self.matching_set = self._check_matching_set(matching_set)
         self.topk = topk
+        self.matching_set = self._check_matching_set(matching_set)
         self.reset()
 
     def reset(self) -> None:
@@ -470,13 +471,8 @@ class StreamDecoder(_Closable):
         if matching_set is None:
             return None
         dim = self.codec.config["decompressor_config"]["output_dim"]
-        if not torch.is_tensor(matching_set) or matching_set.dim() != 2:
-            raise InputError("matching_set must be a tensor of shape (M, D)")
-        if matching_set.shape[0] == 0 or matching_set.shape[1] != dim:
-            raise InputError(
-                f"matching_set must have shape (M, {dim}) with M > 0, got "
-                f"{tuple(matching_set.shape)}; build it with codec.sig_to_feats"
-            )
+        # Checked once here (finite values included), not at every step.
+        check_matching_set(matching_set, dim, self.topk)
         return matching_set.to(self._device, self._dtype)
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import StreamingError
+from ..modules.knn import knn
 from ..modules.wavlm import WavLMState
 
 __all__ = ["StreamState", "decode_step", "encode_step"]
@@ -116,7 +117,9 @@ def decode_step(
     state = state or StreamState()
     qfeats, dec = codec.decompressor(codes, state.decompressor)
     if matching_set is not None:
-        qfeats = codec.knn(qfeats, matching_set, topk).mean(dim=-2)
+        # modules.knn checks shapes and topk but not finiteness, a pass over the whole
+        # set that a session does once (StreamDecoder), not at every 80 ms step.
+        qfeats = knn(qfeats, matching_set.to(qfeats), topk).mean(dim=-2)
     sig, voc = codec.decoder(qfeats, state.decoder)
     new = StreamState(state.encoder, state.compressor, dec, voc)
     return sig, new

@@ -69,6 +69,7 @@ class DataConfig:
     min_seconds: float = 0.3
     max_items: int | None = None
     batch_size: int = 8
+    valid_batch_size: int = 1
     num_workers: int = 0
     cache_features: bool = False
     cache_dir: str | None = None
@@ -80,7 +81,12 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with an optional exponential learning-rate decay."""
+    """AdamW with an optional learning-rate schedule.
+
+    ``scheduler``: ``constant``; ``exponential`` (times ``gamma`` every ``interval``);
+    ``plateau`` (times ``gamma`` after a validation whose monitored metric improved by
+    less than ``threshold``, relative to the previous validation).
+    """
 
     lr: float = 5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -90,6 +96,7 @@ class OptimConfig:
     scheduler: str = "constant"
     gamma: float = 0.999
     interval: str = "epoch"
+    threshold: float = 0.0025
 
 
 @dataclass
@@ -153,7 +160,14 @@ class LogConfig:
 
 @dataclass
 class TrainerConfig:
-    """The shared loop: devices, precision, budget, checkpoints, validation."""
+    """The shared loop: devices, precision, budget, checkpoints, validation.
+
+    ``valid_every_epoch`` validates and checkpoints at the end of every epoch.
+    ``monitor`` names the validation metric (lower is better) that drives the
+    ``plateau`` scheduler; ``best_metric`` (default: ``monitor``) the one that
+    ``early_stop_patience`` (stop after that many validations without a new best) and
+    ``keep_best`` (keep the best weights in ``run_dir/best``) follow.
+    """
 
     device: str = "auto"
     precision: str = "fp32"
@@ -168,6 +182,11 @@ class TrainerConfig:
     export: bool = True
     deterministic: bool = False
     threads: int | None = None
+    valid_every_epoch: bool = False
+    monitor: str = "loss"
+    best_metric: str | None = None
+    early_stop_patience: int | None = None
+    keep_best: bool = False
 
 
 @dataclass
@@ -190,6 +209,9 @@ class TrainConfig:
         """Check values that the types alone cannot; raise ConfigError on the first."""
         _check(self.stage in STAGES, "stage", f"must be one of {', '.join(STAGES)}")
         _check(self.data.batch_size > 0, "data.batch_size", "must be positive")
+        _check(
+            self.data.valid_batch_size > 0, "data.valid_batch_size", "must be positive"
+        )
         _check(
             0.0 <= self.data.valid_fraction < 1.0,
             "data.valid_fraction",
@@ -217,9 +239,9 @@ class TrainConfig:
         for name in ("optim", "disc_optim"):
             opt = getattr(self, name)
             _check(
-                opt.scheduler in ("constant", "exponential"),
+                opt.scheduler in ("constant", "exponential", "plateau"),
                 f"{name}.scheduler",
-                "must be constant or exponential",
+                "must be constant, exponential or plateau",
             )
             _check(
                 opt.interval in ("epoch", "step"),
@@ -234,6 +256,12 @@ class TrainConfig:
                 "each entry is [n_fft, hop_length, win_length]",
             )
         _check(self.log.every > 0, "log.every", "must be positive")
+        patience = self.trainer.early_stop_patience
+        _check(
+            patience is None or patience > 0,
+            "trainer.early_stop_patience",
+            "must be positive or null",
+        )
 
 
 def _check(ok: bool, key: str, message: str) -> None:

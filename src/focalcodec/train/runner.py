@@ -23,7 +23,14 @@ from .trainer import Trainer
 __all__ = ["build_datasets", "build_stage", "prepare_run_dir", "run"]
 
 # Outputs a run writes; --force (start over) removes these and nothing else.
-_RUN_OUTPUTS = ("checkpoints", "samples", "export", "tensorboard", "metrics.csv")
+_RUN_OUTPUTS = (
+    "checkpoints",
+    "samples",
+    "export",
+    "best",
+    "tensorboard",
+    "metrics.csv",
+)
 
 
 def _stage_classes() -> dict[str, type[Stage]]:

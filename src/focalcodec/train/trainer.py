@@ -43,6 +43,7 @@ from .checkpoint import (
 from .config import OptimConfig, TrainConfig, config_to_dict
 from .data import EpochBatchSampler, collate
 from .logger import MetricLogger
+from .monitor import PlateauDecay, ValidationMonitor, save_best
 from .stage import Sample, Stage
 
 __all__ = ["Precision", "Trainer"]
@@ -137,6 +138,8 @@ def _build_optimizer(
     sched = None
     if cfg.scheduler == "exponential":
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
+    elif cfg.scheduler == "plateau":
+        sched = PlateauDecay(opt, cfg.gamma, cfg.threshold)
     return opt, sched
 
 
@@ -158,6 +161,12 @@ class Trainer:
         Batch builder.
     resume
         Continue from the newest checkpoint in ``cfg.run_dir`` (if there is one).
+
+    Attributes
+    ----------
+    monitor
+        :class:`~focalcodec.train.monitor.ValidationMonitor`: per-validation history
+        (train means, validation metrics, learning rates), best value, early stopping.
     """
 
     def __init__(
@@ -189,7 +198,14 @@ class Trainer:
             self.optimizers[name] = opt
             self.clips[name] = ocfg.grad_clip
             if sched is not None:
-                self.schedulers[name] = (sched, ocfg.interval)
+                # The plateau rule follows validations, not the step/epoch clock.
+                every = "valid" if isinstance(sched, PlateauDecay) else ocfg.interval
+                self.schedulers[name] = (sched, every)
+        tcfg = cfg.trainer
+        best_key = tcfg.best_metric or tcfg.monitor
+        self.monitor = ValidationMonitor(best_key, tcfg.early_stop_patience)
+        self._annealing = any(e == "valid" for _, e in self.schedulers.values())
+        self._tracking = bool(tcfg.keep_best or tcfg.early_stop_patience)
         self.sampler = EpochBatchSampler(
             len(train_set),
             cfg.data.batch_size,
@@ -219,6 +235,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, (s, _) in self.schedulers.items()},
             "scaler": scaler.state_dict() if scaler is not None else {},
+            "monitor": self.monitor.state_dict(),
             "progress": {
                 "step": self.step,
                 "epoch": self.epoch,
@@ -248,6 +265,8 @@ class Trainer:
             sched.load_state_dict(state["schedulers"][name])
         if self.precision.scaler is not None and state["scaler"]:
             self.precision.scaler.load_state_dict(state["scaler"])
+        if "monitor" in state:  # absent from checkpoints of older versions
+            self.monitor.load_state_dict(state["monitor"])
         progress = state["progress"]
         self.step = int(progress["step"])
         self.epoch = int(progress["epoch"])
@@ -306,7 +325,7 @@ class Trainer:
             # Clocks differ between processes: agree on the decision, or DDP hangs.
             late = time.time() - started >= 60.0 * tcfg.max_minutes
             done |= distributed.any_rank(late, self.dist.device)
-        return done
+        return done or self.monitor.stopped
 
     def _end_epoch(self) -> None:
         self.epoch += 1
@@ -328,6 +347,7 @@ class Trainer:
         self.stage.train(True)
         self.ctx.step = self.step
         metrics = self.stage.train_step(self._to_device(batch), self.ctx)
+        self.monitor.add_train(metrics)
         self.precision.update()
         self.step += 1
         self.batch_in_epoch += 1
@@ -357,7 +377,7 @@ class Trainer:
             getattr(self.train_set, "input_rate", None),
             getattr(self.train_set, "hop", None),
         )
-        last_saved = last_valid = None
+        last_saved = None
         valid_metrics: dict[str, float] = {}
         while not self._finished(started):
             for batch in self._loader():
@@ -375,8 +395,13 @@ class Trainer:
                     if logger is not None:
                         logger.log(self.step, epoch, "train", metrics)
                 if tcfg.valid_every and self.step % tcfg.valid_every == 0:
-                    valid_metrics, last_valid = self.validate(logger), self.step
-                if tcfg.checkpoint_every and self.step % tcfg.checkpoint_every == 0:
+                    valid_metrics = self._validate_round(logger)
+                epoch_end = tcfg.valid_every_epoch and epoch != self.epoch
+                if epoch_end and self.monitor.last_step != self.step:
+                    valid_metrics = self._validate_round(logger)
+                if epoch_end or (
+                    tcfg.checkpoint_every and self.step % tcfg.checkpoint_every == 0
+                ):
                     self.save()
                     last_saved = self.step
                 if self._finished(started) or epoch != self.epoch:
@@ -385,8 +410,8 @@ class Trainer:
             bar.close()
         if last_saved != self.step:
             self.save()
-        if last_valid != self.step:
-            valid_metrics = self.validate(logger)
+        if self.monitor.last_step != self.step:
+            valid_metrics = self._validate_round(logger)
         if tcfg.export:
             self.export(self.run_dir / "export", force=True)
         return valid_metrics
@@ -404,6 +429,62 @@ class Trainer:
 
     # ------------------------------------------------------------ validation
 
+    @property
+    def best_dir(self) -> Path:
+        """Folder of the best weights (``trainer.keep_best``): model.safetensors and
+        meta.json, in the checkpoint key layout."""
+        return self.run_dir / "best"
+
+    def _validate_round(self, logger: MetricLogger | None) -> dict[str, float]:
+        """Validate, then anneal, check patience and keep the best weights."""
+        metrics = self.validate(logger)
+        train = distributed.all_reduce_mean(
+            self.monitor.train_means(), self.dist.device
+        )
+        value = None
+        validated = self.valid_set is not None and len(self.valid_set) > 0
+        if self._tracking and validated:
+            option = "best_metric" if self.cfg.trainer.best_metric else "monitor"
+            value = self._shared_value(metrics, self.monitor.key, option)
+        entry = {f"train_{k}": v for k, v in train.items()}
+        entry.update({f"valid_{k}": v for k, v in metrics.items()})
+        entry.update(self._lrs())
+        improved = self.monitor.record(self.step, self.epoch, value, entry)
+        if self._annealing and validated:
+            key = self.cfg.trainer.monitor
+            anneal = self._shared_value(metrics, key, "monitor")
+            for sched, every in self.schedulers.values():
+                if every == "valid":
+                    sched.observe(anneal)
+        if improved and self.cfg.trainer.keep_best:
+            self._save_best(value)
+        return metrics
+
+    def _shared_value(self, metrics: dict[str, float], key: str, option: str) -> float:
+        """Validation metric ``key`` of the main process, on every process."""
+        mine = 0.0
+        if self.dist.is_main:
+            # NaN marks a missing metric; a diverged (NaN) value counts as +inf.
+            mine = metrics.get(key, math.nan)
+            if key in metrics and math.isnan(mine):
+                mine = math.inf
+        shared = distributed.all_reduce_mean({key: float(mine)}, self.dist.device)
+        value = shared[key] * self.dist.world_size
+        if math.isnan(value):
+            names = ", ".join(sorted(metrics)) or "see the main process"
+            raise ConfigError(
+                f"trainer.{option} '{key}' is not a validation metric of stage "
+                f"'{self.cfg.stage}' (it reports: {names})"
+            )
+        return value
+
+    def _save_best(self, value: float) -> None:
+        if self.dist.is_main:
+            meta = {"step": self.step, "epoch": self.epoch, "value": value}
+            meta["monitor"] = self.monitor.key
+            save_best(self.best_dir, self.weights(), meta)
+        distributed.barrier()
+
     def validate(self, logger: MetricLogger | None = None) -> dict[str, float]:
         """Average validation metrics and write audio samples (main process only)."""
         metrics: dict[str, float] = {}
@@ -417,13 +498,17 @@ class Trainer:
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
         self.stage.train(False)
-        loader = DataLoader(self.valid_set, batch_size=1, collate_fn=self.collate_fn)
+        # Data blocks without the option (the token LM's) validate item by item.
+        size = getattr(self.cfg.data, "valid_batch_size", 1)
+        loader = DataLoader(self.valid_set, batch_size=size, collate_fn=self.collate_fn)
         totals: dict[str, float] = {}
         samples: list[Sample] = []
         for index, batch in enumerate(loader):
             batch = self._to_device(batch)
+            # valid_step returns batch means: weight them by the batch size.
+            size = int(next(iter(batch.values())).shape[0])
             for key, value in self.stage.valid_step(batch).items():
-                totals[key] = totals.get(key, 0.0) + value
+                totals[key] = totals.get(key, 0.0) + value * size
             if index < self.cfg.trainer.num_samples:
                 samples += self.stage.samples(batch, index)
         self.stage.train(True)

@@ -1,0 +1,49 @@
+"""docs/tokenize.md quotes what benchmarks/results says (agreement and throughput)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from support import REPO
+
+RESULTS = REPO / "benchmarks" / "results"
+DOC = re.sub(r"\s+", " ", (REPO / "docs" / "tokenize.md").read_text())
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def test_agreement_table() -> None:
+    result = load("tokenize_agreement.json")
+    assert result["files"] == 50 and round(result["audio_seconds"]) == 500
+    total = 0
+    for name, row in result["models"].items():
+        tokens, same = f"{row['tokens']:,}", f"{row['identical_tokens']:,}"
+        percent = f"{100 * row['agreement']:.0f} %"
+        line = f"| `{name}`"
+        assert line in DOC and f"| {tokens} | {same} ({percent}) |" in DOC, name
+        assert f"{row['identical_items']} of {row['items']}" in DOC
+        total += row["tokens"]
+    assert f"Every one of the {total:,} tokens was identical" in DOC
+    assert all(r["agreement"] == 1.0 for r in result["models"].values())
+
+
+def test_throughput_table() -> None:
+    rounds = [load("bench_tokenize_cpu.json"), load("bench_tokenize_cpu_reversed.json")]
+    speeds = [{r["row"]: r["audio_per_second"] for r in run["rows"]} for run in rounds]
+    names = {
+        "reference-loop": "reference: plain per-file loop",
+        "exact": "ours, `--exact` (item by item)",
+        "batched": "ours, batched (`--batch-seconds 60`)",
+        "batched-2proc": "ours, batched, 2 processes (gloo) x 1 thread",
+    }
+    for row, label in names.items():
+        assert f"| {label} | {speeds[0][row]:.2f} | {speeds[1][row]:.2f} |" in DOC
+    assert f"| {speeds[0]['reference-padded']:.2f} | - |" in DOC
+    for speed in speeds:
+        assert speed["batched"] / speed["reference-loop"] >= 1.6 - 0.05
+        assert speed["batched-2proc"] / speed["reference-loop"] >= 1.95
+    assert "| **1.6x** |" in DOC and "| **2.0x** |" in DOC
+    assert rounds[0]["files"] == 32 and round(rounds[0]["audio_seconds"]) == 308
