@@ -190,8 +190,8 @@ def _commit() -> str | None:
 
 def _save(args: argparse.Namespace, rows: list[dict]) -> None:
     record = {
-        "command": "OMP_NUM_THREADS=1 nice python benchmarks/bench_memory.py "
-        + " ".join(sys.argv[1:]),
+        "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} nice "
+        "python benchmarks/bench_memory.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
         "machine": {

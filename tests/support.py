@@ -389,12 +389,10 @@ def toy_config(run_dir: Path, *extra: str) -> TrainConfig:
     )
 
 
-def ddp_toy_worker(rank: int, world: int, port: int, run_dir: str, out: str) -> None:
-    """One process of a 2-process gloo run of the toy stage (for mp.spawn)."""
-    from safetensors.torch import save_file
-
-    from focalcodec import runtime
-    from focalcodec.train.trainer import Trainer
+def join_local_group(rank: int, world: int, port: int) -> None:
+    """The environment torchrun gives rank ``rank`` of ``world`` on this host, and one
+    thread per process (the test machine has two cores)."""
+    import torch
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -404,6 +402,16 @@ def ddp_toy_worker(rank: int, world: int, port: int, run_dir: str, out: str) -> 
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
+
+
+def ddp_toy_worker(rank: int, world: int, port: int, run_dir: str, out: str) -> None:
+    """One process of a 2-process gloo run of the toy stage (for mp.spawn)."""
+    from safetensors.torch import save_file
+
+    from focalcodec import runtime
+    from focalcodec.train.trainer import Trainer
+
+    join_local_group(rank, world, port)
     cfg = toy_config(Path(run_dir), "data.batch_size=2", "trainer.max_steps=6")
     info = runtime.setup("cpu")
     try:
@@ -514,19 +522,11 @@ def ddp_probe_worker(rank: int, world: int, port: int, args: tuple) -> None:
     ``args``: (manifest, output folder, cache folder, model, summary folder); each rank
     writes the summary it got back as ``rank<r>.json``.
     """
-    import torch
 
     from focalcodec.probe import ProbeJob, load_probe_config, run_probe
 
     manifest, out, cache, model, summaries = args
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WORLD_SIZE=str(world),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    join_local_group(rank, world, port)
     cfg = load_probe_config(
         None,
         [

@@ -71,3 +71,28 @@ def test_python_m_subprocess(tmp_path, clips, model):
     np.testing.assert_array_equal(
         bitstream.loads(proc.stdout).toks, bitstream.loads(ref.read_bytes()).toks
     )
+
+
+@pytest.mark.parametrize(
+    ("check", "text", "message"),
+    [
+        ("positive_int", "0", "must be at least 1, got 0"),
+        ("positive_int", "2.5", "expected a whole number, got '2.5'"),
+        ("non_negative_int", "-1", "must be at least 0, got -1"),
+        ("non_negative_int", "x", "expected a whole number"),
+    ],
+)
+def test_integer_option_types_refuse(check: str, text: str, message: str) -> None:
+    import argparse
+
+    from focalcodec.cli import options
+
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        getattr(options, check)(text)
+
+
+def test_integer_option_types_accept_their_lower_bound() -> None:
+    from focalcodec.cli.options import non_negative_int, positive_int
+
+    assert positive_int("1") == 1 and positive_int(" 7 ") == 7
+    assert non_negative_int("0") == 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -26,6 +25,7 @@ from ..train.config import (
     apply_overrides,
     config_from_dict,
     config_to_dict,
+    read_recipe,
 )
 
 __all__ = ["LMDataConfig", "LMModelConfig", "LMTrainConfig", "load_lm_config", "run"]
@@ -100,19 +100,7 @@ def load_lm_config(
     path: str | Path | None, overrides: list[str] | None = None
 ) -> LMTrainConfig:
     """Read a YAML recipe (or the defaults), apply ``key.path=value`` overrides, check."""
-    import yaml
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+    data = read_recipe(path)
     data = apply_overrides(data, list(overrides or []))
     try:
         cfg = config_from_dict(data, LMTrainConfig)

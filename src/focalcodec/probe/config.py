@@ -26,6 +26,7 @@ from ..train.config import (
     apply_overrides,
     config_from_dict,
     config_to_dict,
+    read_recipe,
 )
 from .units import parse_units
 
@@ -167,19 +168,7 @@ def load_probe_config(
     path: str | Path | None, overrides: list[str] | None = None
 ) -> ProbeConfig:
     """Defaults, then the YAML recipe ``path``, then ``key.path=value`` overrides."""
-    import yaml
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"probe recipe not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+    data = read_recipe(path, "probe recipe")
     merged = apply_overrides(_merge(DEFAULTS, data), list(overrides or []))
     where = f"{path}: " if path is not None else ""
     try:

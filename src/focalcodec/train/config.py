@@ -396,6 +396,26 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+def read_recipe(path: str | Path | None, what: str = "config file") -> dict[str, Any]:
+    """The mapping of a YAML recipe (``{}`` for None or an empty file); a missing file,
+    bad YAML or another top level is a :class:`~focalcodec.errors.ConfigError`. Shared
+    by the training, token-LM and probe recipes."""
+    import yaml
+
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return loaded or {}
+
+
 def load_config(
     path: str | Path | None,
     overrides: list[str] | None = None,
@@ -417,20 +437,7 @@ def load_config(
     -------
         The validated :class:`TrainConfig`.
     """
-    import yaml
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        data = loaded or {}
+    data = read_recipe(path)
     if stage is not None:
         written = data.setdefault("stage", stage)
         if written != stage:
