@@ -28,13 +28,19 @@ MODEL = "causal_wavenext_50hz"
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, golden_dir: Path) -> tuple[Path, Path, str]:
-    """An input folder of 16 six-second files and the outputs of an uninterrupted run."""
+    """An input folder of 16 files and the outputs of an uninterrupted run.
+
+    The first file is short, so the first output appears soon; the other 15 are 30 s
+    each, so that seconds of work remain when it does, even on a loaded machine where
+    the test may wait a while before it runs again.
+    """
     root = tmp_path_factory.mktemp("batch")
     src = root / "in"
     src.mkdir()
-    first = speech_file(src / "f00.wav", 6.0)
+    speech_file(src / "f00.wav", 6.0)
+    rest = speech_file(root / "long.wav", 30.0)
     for i in range(1, FILES):
-        shutil.copy(first, src / f"f{i:02d}.wav")
+        shutil.copy(rest, src / f"f{i:02d}.wav")
     model = str(golden_dir / MODEL)
     ref = root / "ref"
     assert main(["encode", str(src), "-o", str(ref), "-m", model, "-q"]) == 0

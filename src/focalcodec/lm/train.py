@@ -186,6 +186,10 @@ def run(
         torch.manual_seed(cfg.trainer.seed)  # the same initial weights on every rank
         stage = LMStage(cfg, dist.device, lm_cfg)
         trainer = Trainer(stage, cfg, dist, train, valid, collate, resume=resume)
-        return trainer.fit()
+        metrics = trainer.fit()
+        # Leave the group together: a process tearing down gloo while its peer is still
+        # finishing a collective can make the peer abort.
+        runtime.barrier()
+        return metrics
     finally:
         runtime.cleanup()

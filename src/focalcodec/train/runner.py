@@ -170,6 +170,8 @@ def run(
         stage = build_stage(cfg, dist.device)
         train_set, valid_set = build_datasets(cfg, stage, dist)
         trainer = Trainer(stage, cfg, dist, train_set, valid_set, resume=resume)
-        return trainer.fit()
+        metrics = trainer.fit()
+        distributed.barrier()  # leave the group together (see focalcodec.lm.train)
+        return metrics
     finally:
         distributed.cleanup()
