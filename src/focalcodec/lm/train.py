@@ -138,16 +138,6 @@ def _datasets(cfg: LMTrainConfig):
     return lm_cfg, train, valid, LMCollate(block_len, lm_cfg.separator)
 
 
-def _write_config(cfg: LMTrainConfig) -> None:
-    import yaml
-
-    from ..io.atomic import atomic_write
-
-    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
-    with atomic_write(Path(cfg.run_dir) / "config.yaml", force=True) as fileobj:
-        fileobj.write(text.encode())
-
-
 def run(
     cfg: LMTrainConfig, resume: bool = False, force: bool = False
 ) -> dict[str, float]:
@@ -166,30 +156,14 @@ def run(
     -------
         The final validation metrics (empty on other processes than the main one).
     """
-    from ..train.runner import prepare_run_dir
+    from ..train.runner import run_trainer
     from ..train.trainer import Trainer
     from .stage import LMStage
 
-    dist = runtime.setup(cfg.trainer.device)
-    try:
-        run_dir = Path(cfg.run_dir)
-        if dist.is_main:
-            prepare_run_dir(run_dir, resume, force)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _write_config(cfg)
-        runtime.barrier()
-        if cfg.trainer.threads:
-            torch.set_num_threads(cfg.trainer.threads)
-        if cfg.trainer.deterministic:
-            torch.use_deterministic_algorithms(True)
+    def make_trainer(dist: runtime.DistInfo) -> Trainer:
         lm_cfg, train, valid, collate = _datasets(cfg)
         torch.manual_seed(cfg.trainer.seed)  # the same initial weights on every rank
         stage = LMStage(cfg, dist.device, lm_cfg)
-        trainer = Trainer(stage, cfg, dist, train, valid, collate, resume=resume)
-        metrics = trainer.fit()
-        # Leave the group together: a process tearing down gloo while its peer is still
-        # finishing a collective can make the peer abort.
-        runtime.barrier()
-        return metrics
-    finally:
-        runtime.cleanup()
+        return Trainer(stage, cfg, dist, train, valid, collate, resume=resume)
+
+    return run_trainer(cfg, resume, force, make_trainer)

@@ -8,7 +8,9 @@ starts one process per GPU (or CPU worker) and each joins the group in
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -125,7 +127,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
             target.unlink()
 
 
-def _write_config(cfg: TrainConfig) -> None:
+def _write_config(cfg: Any) -> None:
     import yaml
 
     from ..io.atomic import atomic_write
@@ -133,6 +135,42 @@ def _write_config(cfg: TrainConfig) -> None:
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     with atomic_write(Path(cfg.run_dir) / "config.yaml", force=True) as fileobj:
         fileobj.write(text.encode())
+
+
+def run_trainer(
+    cfg: Any,
+    resume: bool,
+    force: bool,
+    make_trainer: Callable[[distributed.DistInfo], Trainer],
+) -> dict[str, float]:
+    """Join the process group, prepare ``cfg.run_dir`` (main process: the run folder
+    and its ``config.yaml``), train what ``make_trainer(dist)`` builds, leave together.
+
+    Shared by the codec stages and the token LM: ``cfg``
+    is any recipe with ``run_dir`` and a ``trainer`` block. Returns the final
+    validation metrics (empty on processes other than the main one).
+    """
+    dist = distributed.setup(cfg.trainer.device)
+    try:
+        run_dir = Path(cfg.run_dir)
+        if dist.is_main:
+            prepare_run_dir(run_dir, resume, force)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_config(cfg)
+        distributed.barrier()
+        if cfg.trainer.threads:
+            # Fewer intra-op threads than cores avoids oversubscription when several
+            # processes (DDP workers, loader workers) share a machine.
+            torch.set_num_threads(cfg.trainer.threads)
+        if cfg.trainer.deterministic:
+            torch.use_deterministic_algorithms(True)
+        metrics = make_trainer(dist).fit()
+        # Leave the group together: a process tearing down gloo while its peer is still
+        # finishing a collective can make the peer abort.
+        distributed.barrier()
+        return metrics
+    finally:
+        distributed.cleanup()
 
 
 def run(
@@ -153,25 +191,10 @@ def run(
     -------
         The final validation metrics (empty on non-main processes).
     """
-    dist = distributed.setup(cfg.trainer.device)
-    try:
-        run_dir = Path(cfg.run_dir)
-        if dist.is_main:
-            prepare_run_dir(run_dir, resume, force)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _write_config(cfg)
-        distributed.barrier()
-        if cfg.trainer.threads:
-            # Fewer intra-op threads than cores avoids oversubscription when several
-            # processes (DDP workers, loader workers) share a machine.
-            torch.set_num_threads(cfg.trainer.threads)
-        if cfg.trainer.deterministic:
-            torch.use_deterministic_algorithms(True)
+
+    def make_trainer(dist: distributed.DistInfo) -> Trainer:
         stage = build_stage(cfg, dist.device)
         train_set, valid_set = build_datasets(cfg, stage, dist)
-        trainer = Trainer(stage, cfg, dist, train_set, valid_set, resume=resume)
-        metrics = trainer.fit()
-        distributed.barrier()  # leave the group together (see focalcodec.lm.train)
-        return metrics
-    finally:
-        distributed.cleanup()
+        return Trainer(stage, cfg, dist, train_set, valid_set, resume=resume)
+
+    return run_trainer(cfg, resume, force, make_trainer)
