@@ -55,6 +55,10 @@ def hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_and_stop(src: Path, out: Path, model: str, sig: int) -> tuple[int, str]:
     argv = [sys.executable, "-m", "focalcodec", "encode", str(src), "-o", str(out)]
     proc = subprocess.Popen(
@@ -62,6 +66,9 @@ def start_and_stop(src: Path, out: Path, model: str, sig: int) -> tuple[int, str
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
+        # Ctrl-C as a terminal delivers it: a test run started in the background by a
+        # shell inherits SIGINT ignored, and so would the command under test.
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 300
     while not (out.is_dir() and any(out.glob("*.fcz"))):
