@@ -43,7 +43,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = Path(tempfile.gettempdir()) / "focalcodec_bench_models"
-CPU_ROWS = ["reference-loop", "reference-padded", "exact", "batched", "batched-2proc"]
+CPU_ROWS = [
+    "reference-loop",
+    "reference-padded",
+    "exact",
+    "exact-2proc",
+    "batched",
+    "batched-2proc",
+]
 GPU_ROWS = ["cuda-exact", "cuda-batched", "cuda-batched-bf16", "cuda-reference-padded"]
 
 
@@ -216,7 +223,7 @@ def row_job(args, row: str, manifest: Path, model_dir: Path, config: Path, work:
         "device": "cuda" if cuda else "cpu",
         "threads": max(1, args.threads // (2 if name.endswith("2proc") else 1)),
         "nproc": 2 if name.endswith("2proc") else 1,
-        "exact": name == "exact",
+        "exact": name.startswith("exact"),
         "precision": "bf16" if name.endswith("bf16") else "fp32",
         "batch_seconds": args.gpu_batch_seconds if cuda else args.batch_seconds,
         "workers": args.workers,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from focalcodec.io import bitstream
+from focalcodec.io.audio import load_audio
 from focalcodec.io.tokens import TokenDataset
 from support import CLIPS as CLEAN
 from support import NOISY
@@ -103,3 +104,43 @@ def test_tokens_back_to_audio(tmp_path, tree, model):
     other = FocalCodec.from_pretrained(Path(model).parent / "noncausal_vocos_50hz")
     with pytest.raises(ModelMismatchError, match="config"):
         ds.decode(1, other)
+
+
+@pytest.mark.parametrize(
+    ("flag", "padded_calls"),
+    [(None, False), ("--exact", False), ("--batched", True)],
+)
+def test_cpu_default_is_item_by_item_and_batched_is_on_request(
+    tmp_path, tree, model, monkeypatch, flag, padded_calls
+):
+    """On a CPU the default encodes item by item (the fastest there, and bit-exact);
+    --batched forces the padded buckets, whose tokens agree with the solo ones."""
+    from focalcodec import FocalCodec
+
+    calls: list[int] = []
+    padded = FocalCodec.sig_to_toks_padded
+
+    def counting(self, sig, lengths):
+        calls.append(sig.shape[0])
+        return padded(self, sig, lengths)
+
+    monkeypatch.setattr(FocalCodec, "sig_to_toks_padded", counting)
+    out = tmp_path / "toks"
+    args = ["tokenize", tree, "-o", out, "-m", model, "-q", "--device", "cpu"]
+    assert run(*args, *([flag] if flag else []), "--batch-size", "3") == 0
+    assert bool(calls) == padded_calls
+    if padded_calls:
+        assert max(calls) >= 2  # a real batch, not items one at a time
+    solo = FocalCodec.from_pretrained(model).eval()
+    for item in TokenDataset(out):
+        sig = load_audio(item["path"], solo.sample_rate_input).sig
+        expected = solo.sig_to_toks(sig[None])[0].numpy()
+        same = (item["tokens"] == expected).mean()
+        # Solo tokens exactly, or (padded) all but float-rounding ties.
+        assert same == 1.0 if not padded_calls else same >= 0.99
+
+
+def test_exact_and_batched_exclude_each_other(tmp_path, tree, model, capsys):
+    out = tmp_path / "toks"
+    assert run("tokenize", tree, "-o", out, "-m", model, "--exact", "--batched") == 2
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -29,10 +29,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="npy: one memory-mappable token array + offsets; parquet: LM-ready "
         "tables (needs focalcodec[tokens]) (default: npy)",
     )
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--exact",
-        action="store_true",
-        help="encode item by item, each item whole: its solo tokens, bit for bit (slower)",
+        dest="exact",
+        action="store_const",
+        const=True,
+        default=None,
+        help="encode item by item, each item whole: its solo tokens, bit for bit "
+        "(the default on a CPU, where it is also the fastest)",
+    )
+    mode.add_argument(
+        "--batched",
+        dest="exact",
+        action="store_const",
+        const=False,
+        help="length-sorted padded batches, also on a CPU (the default on a GPU); "
+        "tokens equal solo tokens except at float-rounding ties",
     )
     parser.add_argument(
         "--batch-seconds",

@@ -281,20 +281,30 @@ def completed_ids(
     """
     folder = Path(folder)
     done: set[str] = set()
-    damaged: list[str] = []
-    checked: dict[tuple[str, int, int], str | None] = {}
+    checks = _PartChecks(folder)
     for part in _all_parts(folder):
         ids = [i["id"] for i in part.items if owns is None or owns(i["id"])]
-        if not ids:
-            continue
-        key = (part.name, part.size, part.crc32)
-        if key not in checked:
-            checked[key] = part.check(folder)
-            if checked[key]:
-                damaged.append(f"{part.name}: {checked[key]}")
-        if checked[key] is None:
+        if ids and checks.intact(part):
             done.update(ids)
-    return done, damaged
+    return done, checks.damaged
+
+
+class _PartChecks:
+    """Verifies each distinct data file once (several journals may name one file) and
+    keeps a line for every damaged one."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.results: dict[tuple[str, int, int], str | None] = {}
+        self.damaged: list[str] = []
+
+    def intact(self, part: Part) -> bool:
+        key = (part.name, part.size, part.crc32)
+        if key not in self.results:
+            self.results[key] = problem = part.check(self.folder)
+            if problem:
+                self.damaged.append(f"{part.name}: {problem}")
+        return self.results[key] is None
 
 
 @dataclass
@@ -321,17 +331,12 @@ def finish(folder: str | os.PathLike, order: Iterable[str] = ()) -> FinishReport
     _recover(folder)
     journals = journal_paths(folder)
     chosen: dict[str, tuple[Part, dict[str, Any]]] = {}
-    damaged: list[str] = []
-    checked: dict[tuple[str, int, int], str | None] = {}
+    checks = _PartChecks(folder)
     for part in _all_parts(folder):
-        key = (part.name, part.size, part.crc32)
-        if key not in checked:
-            checked[key] = part.check(folder)
-            if checked[key]:
-                damaged.append(f"{part.name}: {checked[key]}")
-        if checked[key] is None:
+        if checks.intact(part):
             for item in part.items:
                 chosen.setdefault(item["id"], (part, item))
+    damaged = checks.damaged
     wanted = list(dict.fromkeys(order))
     ids = [i for i in wanted if i in chosen]
     listed = set(ids)

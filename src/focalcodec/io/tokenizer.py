@@ -8,8 +8,8 @@ killed and restarted on its own. When all ranks are through, rank 0 verifies eve
 and writes one index in source order.
 
 Per process, audio is decoded in DataLoader workers (:mod:`focalcodec.io.loader`) and
-encoded in length-sorted padded buckets (:meth:`FocalCodec.sig_to_toks_padded`), or item
-by item with ``exact=True``. Items longer than ``long_seconds`` go through
+encoded in length-sorted padded buckets (:meth:`FocalCodec.sig_to_toks_padded`) on a GPU,
+item by item on a CPU (where batching is slower) or wherever ``exact=True``. Items longer than ``long_seconds`` go through
 :func:`focalcodec.streaming.longform.encode_long`, with memory bounded by its window.
 """
 
@@ -44,8 +44,11 @@ class TokenizeOptions:
     fmt
         ``npy`` or ``parquet``.
     exact
-        Encode item by item (each item's solo tokens, bit for bit) instead of in padded
-        buckets.
+        True: encode item by item (each item's solo tokens, bit for bit); False: in
+        length-sorted padded buckets; None (default): item by item on a CPU and in
+        buckets elsewhere. On a CPU the products are already as fast as they get for one
+        item, and padding only adds work (``docs/tokenize.md``, Speed); a GPU needs
+        batches to be busy.
     batch_seconds
         Padded audio per bucket (items x longest item), in seconds.
     max_items
@@ -65,7 +68,7 @@ class TokenizeOptions:
     """
 
     fmt: str = "npy"
-    exact: bool = False
+    exact: bool | None = None
     batch_seconds: float = 60.0
     max_items: int | None = None
     workers: int | None = None
@@ -261,7 +264,10 @@ class _Job:
         sig = sig.to(device, non_blocking=True)
         sizes = lengths.tolist()
         with torch.inference_mode(), _autocast(device, self.options.precision):
-            if self.options.exact or not hasattr(codec, "sig_to_toks_padded"):
+            exact = self.options.exact
+            if exact is None:
+                exact = device.type == "cpu"
+            if exact or not hasattr(codec, "sig_to_toks_padded"):
                 return [
                     codec.sig_to_toks(sig[i : i + 1, :n])[0]
                     .to("cpu", torch.int64)
