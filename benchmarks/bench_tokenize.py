@@ -11,6 +11,8 @@ Rows (each in fresh processes, so that peak memory belongs to the row alone):
 * ``batched``: this package, length-sorted padded buckets of ``--batch-seconds``.
 * ``batched-2proc``: the same, 2 processes as under ``torchrun`` (gloo), each with
   half the threads.
+* ``exact-bf16``, ``batched-bf16`` (opt-in rows, not in the default list): the same under
+  bf16 autocast (``--precision bf16``), for CPUs with native bf16 (AVX512-BF16, AMX).
 * ``cuda-*`` (with a GPU): ``exact``, ``batched`` fp32 and bf16 with ``--gpu-batch-seconds``
   and ``reference-padded`` at the batch size of the bf16 row's average bucket.
 
@@ -19,6 +21,12 @@ Each of our rows runs the tokenizer engine of ``focalcodec tokenize``
 folder and merging it included). Timing starts once every process has its model (random
 weights of a full-size config, ``FocalCodec.from_config``) and ends when the index is
 written. Peak RSS is per process (the largest), DataLoader workers included.
+
+When the ``exact`` row is among the rows, every other row of ours also reports
+``agreement``: the share of its tokens equal to the ``exact`` row's (item by item fp32,
+each item's solo tokens), so that a faster row states what it costs. With ``exact-bf16``,
+the other bf16 rows also report ``agreement_solo``: their tokens against bf16 solo tokens
+(what padding alone changes).
 
 Example (the table in ``docs/tokenize.md``)::
 
@@ -224,12 +232,45 @@ def row_job(args, row: str, manifest: Path, model_dir: Path, config: Path, work:
         "threads": max(1, args.threads // (2 if name.endswith("2proc") else 1)),
         "nproc": 2 if name.endswith("2proc") else 1,
         "exact": name.startswith("exact"),
-        "precision": "bf16" if name.endswith("bf16") else "fp32",
+        "precision": "bf16" if "bf16" in name.split("-") else "fp32",
         "batch_seconds": args.gpu_batch_seconds if cuda else args.batch_seconds,
         "workers": args.workers,
         "ref_batch": args.gpu_ref_batch if cuda else args.ref_batch,
         "out": str(work / f"out-{row}"),
     }
+
+
+def _add_agreement(result: dict, work: Path) -> None:
+    """Add ``agreement`` (and for bf16 rows ``agreement_solo``) to a row of ours."""
+    row = result["row"]
+    if "reference" in row:
+        return
+    bases = [("agreement", "exact")]
+    if "bf16" in row.split("-"):
+        bases.append(("agreement_solo", "exact-bf16"))
+    for key, base in bases:
+        value = _agreement(work / f"out-{base}", work / f"out-{row}")
+        if value is not None:
+            result[key] = value
+
+
+def _agreement(baseline: Path, folder: Path) -> float | None:
+    """Share of the tokens in ``folder`` equal to those of ``baseline`` (same ids)."""
+    sys.path.insert(0, str(REPO / "src"))
+    from focalcodec.io.token_files import INDEX
+    from focalcodec.io.tokens import TokenDataset
+
+    if not (baseline / INDEX).exists() or baseline == folder:
+        return None
+    base = {item["id"]: item["tokens"] for item in TokenDataset(baseline)}
+    same = total = 0
+    for item in TokenDataset(folder):
+        ref = base[item["id"]]
+        if ref.shape != item["tokens"].shape:
+            raise SystemExit(f"{folder.name}: {item['id']} has a different token count")
+        same += int((ref == item["tokens"]).sum())
+        total += ref.size
+    return round(same / total, 5)
 
 
 def main() -> None:
@@ -273,6 +314,9 @@ def main() -> None:
             )
             results.append(result)
             print(json.dumps(result), flush=True)
+        # Agreement once every row has run, so that the rows can run in any order.
+        for result in results:
+            _add_agreement(result, Path(tmp))
     report = {
         "command": " ".join(["python", *sys.argv]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -153,3 +153,34 @@ def test_readme_performance_table() -> None:
         )
         for cell in cells:
             assert f"| {cell} |" in readme, (impl, cell)
+
+
+def test_bf16_cpu_tables() -> None:
+    doc = text("docs/performance.md")
+    for record in result("bench_bf16_cpu.json")["records"]:
+        job, res = record["job"], record["result"]
+        if job["task"] != "offline":
+            continue
+        stream = next(
+            r["result"]
+            for r in result("bench_bf16_cpu.json")["records"]
+            if r["job"]["task"] == "stream"
+            and (r["job"]["config"], r["job"]["mode"]) == (job["config"], job["mode"])
+        )
+        chunk = stream.get("chunk_ms")
+        latency = f"{chunk['median']:.1f} / {chunk['p99']:.1f} ms" if chunk else "-"
+        row = (
+            f"| `{job['config']}` | `{job['mode']}` | {res['encode_s']['best']:.2f} s | "
+            f"{res['decode_s']['best']:.2f} s | {res['rss_peak_mb']:.0f} MB | {latency} |"
+        )
+        assert row in doc, row
+    for record in result("agreement_bf16_cpu.json")["records"]:
+        res = record["result"]
+        streamed = res["stream_tokens_identical"]
+        row = (
+            f"| `{record['job']['config']}` | {100 * res['tokens_identical']:.1f} % | "
+            f"{100 * res['bits_identical']:.2f} % | {res['decoder_snr_db']:.1f} dB | "
+            f"{res['roundtrip_snr_db']:.1f} dB | "
+            f"{'-' if streamed is None else f'{100 * streamed:.1f} %'} |"
+        )
+        assert row in doc, row

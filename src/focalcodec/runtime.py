@@ -26,6 +26,7 @@ __all__ = [
     "any_rank",
     "barrier",
     "cleanup",
+    "native_bf16",
     "resolve_device",
     "setup",
 ]
@@ -64,6 +65,21 @@ def resolve_device(spec: str | torch.device | None = "auto", local_rank: int = 0
                 f"device {spec}: this machine has {torch.cuda.device_count()} GPU(s)"
             )
     return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True when ``device`` computes bf16 products in hardware.
+
+    GPUs of the Ampere generation and later do; so do CPUs with AVX512-BF16 or AMX,
+    where bf16 autocast runs the matrix products and convolutions about twice as fast as
+    float32 (``docs/performance.md``). Elsewhere bf16 is emulated and slower than float32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("fp32", "bf16"),
         default="fp32",
-        help="bf16 runs the model under autocast (for GPUs) (default: fp32)",
+        help="bf16 runs the model under autocast, on a GPU or a CPU with native bf16 "
+        "(AVX512-BF16, AMX): about 2x faster there, some tokens change (default: fp32)",
     )
     parser.add_argument(
         "--workers",
@@ -114,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime import cleanup, setup
 
     options = _options(args)
-    entries = scan(args.source, exclude=[args.output])
     onnx = args.backend == "onnx"
+    if onnx and options.precision != "fp32":
+        raise UsageError("--precision bf16 is for the PyTorch backend, not onnx")
+    entries = scan(args.source, exclude=[args.output])
     models = open_models(args) if onnx else None
     dist = setup("cpu" if onnx else args.device)
     try:

@@ -20,8 +20,9 @@ Modes (``device`` is where the mode makes sense):
   position bias is remembered, the refiner skips its discarded padding block.
 * ``int8-decoder`` (CPU): the same for the decompressor and decoder only, so tokens stay
   exact and only decoding is approximate.
-* ``bf16`` / ``fp16`` (GPU): the four networks run under ``torch.autocast``; their main
-  outputs are returned in float32.
+* ``bf16`` (GPU, or a CPU with native bf16: AVX512-BF16 or AMX) / ``fp16`` (GPU): the
+  four networks run under ``torch.autocast``; their main outputs are returned in
+  float32.
 * ``compile`` (any): the four networks go through ``torch.compile`` (no gain measured on
   CPU; see the docs).
 
@@ -51,6 +52,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..runtime import native_bf16
 from .int8 import quantize_int8
 from .lean import prepare_streaming
 
@@ -116,10 +118,12 @@ def _check_device(mode: str, device: torch.device) -> None:
             f"fast mode {mode!r} runs on CPU only, not {device}; use 'bf16' or 'fp16' on "
             "a GPU"
         )
-    if mode in ("bf16", "fp16") and device.type == "cpu":
+    if mode == "fp16" and device.type == "cpu":
+        raise InputError("fast mode 'fp16' needs a GPU; use 'int8' (or 'bf16') on CPU")
+    if mode == "bf16" and device.type == "cpu" and not native_bf16(device):
         raise InputError(
-            f"fast mode {mode!r} needs a GPU (CPUs without native {mode} are slower "
-            "than float32); use 'int8' on CPU"
+            "fast mode 'bf16' needs a GPU or a CPU with native bf16 (AVX512-BF16 or "
+            "AMX); this CPU would run it slower than float32: use 'int8'"
         )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device} requested but CUDA is not available")

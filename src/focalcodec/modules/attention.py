@@ -284,7 +284,7 @@ class GatedRelativeAttention(nn.Module):
             if mask is not None:
                 bias += _rows(mask, start, stop) if mask.shape[-2] == frames else mask
             if key_mask is not None:
-                bias = bias + key_mask[:, None, None, :]
+                bias += key_mask[:, None, None, :]
             piece = F.scaled_dot_product_attention(
                 q[:, :, start:stop], k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout
             )

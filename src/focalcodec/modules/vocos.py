@@ -67,7 +67,9 @@ class ISTFTHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, dim) -> (B, T * hop)."""
-        log_mag, phase = self.proj(x).transpose(1, 2).chunk(2, dim=1)
+        # The spectrum is built in float32 even under bf16/fp16 autocast: complex
+        # tensors have no half-precision type there, and the phase needs the bits.
+        log_mag, phase = self.proj(x).float().transpose(1, 2).chunk(2, dim=1)
         # The clamp keeps exp() of an untrained or out-of-range frame from exploding.
         mag = torch.exp(log_mag).clamp(max=100.0)
         spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
