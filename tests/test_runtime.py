@@ -50,3 +50,11 @@ def test_native_bf16_is_false_where_unknown() -> None:
     assert runtime.native_bf16(torch.device("meta")) is False
     if not torch.cuda.is_available():
         assert runtime.native_bf16(torch.device("cuda")) is False
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), False), ((8, 0), True)])
+def test_native_bf16_on_nvidia_gpus_from_ampere_on(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: capability)
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert runtime.native_bf16(torch.device("cuda", 0)) is expected

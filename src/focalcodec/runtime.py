@@ -70,12 +70,17 @@ def resolve_device(spec: str | torch.device | None = "auto", local_rank: int = 0
 def native_bf16(device: torch.device) -> bool:
     """True when ``device`` computes bf16 products in hardware.
 
-    GPUs of the Ampere generation and later do; so do CPUs with AVX512-BF16 or AMX,
+    NVIDIA GPUs from Ampere on and ROCm GPUs do; so do CPUs with AVX512-BF16 or AMX,
     where bf16 autocast runs the matrix products and convolutions about twice as fast as
     float32 (``docs/performance.md``). Elsewhere bf16 is emulated and slower than float32.
     """
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if not torch.cuda.is_available():
+            return False
+        # As torch decides: every ROCm GPU; NVIDIA's from compute capability 8 (Ampere).
+        return (
+            bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
+        )
     if device.type != "cpu":
         return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

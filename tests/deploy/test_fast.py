@@ -365,10 +365,15 @@ def test_bad_mode_or_device(exact, mode, device, match) -> None:
         optimize(exact, mode, device=device)
 
 
-def test_bf16_is_refused_on_a_cpu_that_would_emulate_it(exact, monkeypatch) -> None:
+@pytest.mark.parametrize("device, instead", [("cpu", "'int8'"), ("cuda", "'fp16'")])
+def test_bf16_is_refused_where_it_would_be_emulated(
+    exact, monkeypatch, device, instead
+):
     monkeypatch.setattr(fast_module, "native_bf16", lambda device: False)
-    with pytest.raises(InputError, match="native bf16"):
-        optimize(exact, "bf16", device="cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(InputError, match="native bf16") as raised:
+        optimize(exact, "bf16", device=device)
+    assert str(raised.value).endswith(f"use {instead}")
 
 
 @pytest.mark.skipif(

@@ -20,9 +20,9 @@ Modes (``device`` is where the mode makes sense):
   position bias is remembered, the refiner skips its discarded padding block.
 * ``int8-decoder`` (CPU): the same for the decompressor and decoder only, so tokens stay
   exact and only decoding is approximate.
-* ``bf16`` (GPU, or a CPU with native bf16: AVX512-BF16 or AMX) / ``fp16`` (GPU): the
-  four networks run under ``torch.autocast``; their main outputs are returned in
-  float32.
+* ``bf16`` (native bf16: a GPU from Ampere on, a CPU with AVX512-BF16 or AMX) /
+  ``fp16`` (GPU): the four networks run under ``torch.autocast``; their main outputs are
+  returned in float32.
 * ``compile`` (any): the four networks go through ``torch.compile`` (no gain measured on
   CPU; see the docs).
 
@@ -118,15 +118,16 @@ def _check_device(mode: str, device: torch.device) -> None:
             f"fast mode {mode!r} runs on CPU only, not {device}; use 'bf16' or 'fp16' on "
             "a GPU"
         )
-    if mode == "fp16" and device.type == "cpu":
-        raise InputError("fast mode 'fp16' needs a GPU; use 'int8' (or 'bf16') on CPU")
-    if mode == "bf16" and device.type == "cpu" and not native_bf16(device):
-        raise InputError(
-            "fast mode 'bf16' needs a GPU or a CPU with native bf16 (AVX512-BF16 or "
-            "AMX); this CPU would run it slower than float32: use 'int8'"
-        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device} requested but CUDA is not available")
+    if mode == "fp16" and device.type == "cpu":
+        raise InputError("fast mode 'fp16' needs a GPU; use 'int8' (or 'bf16') on CPU")
+    if mode == "bf16" and device.type in ("cpu", "cuda") and not native_bf16(device):
+        instead = "'int8'" if device.type == "cpu" else "'fp16'"
+        raise InputError(
+            "fast mode 'bf16' needs native bf16 (a GPU from Ampere on, or a CPU with "
+            f"AVX512-BF16 or AMX); here it would run slower than float32: use {instead}"
+        )
 
 
 def _wrap_networks(model: nn.Module, wrap: Callable[[nn.Module], nn.Module]) -> None:
