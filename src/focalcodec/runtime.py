@@ -72,7 +72,8 @@ def native_bf16(device: torch.device) -> bool:
 
     NVIDIA GPUs from Ampere on and ROCm GPUs do; so do CPUs with AVX512-BF16 or AMX,
     where bf16 autocast runs the matrix products and convolutions about twice as fast as
-    float32 (``docs/performance.md``). Elsewhere bf16 is emulated and slower than float32.
+    float32 (``docs/performance.md``). Elsewhere bf16 is emulated: no faster than float32,
+    and usually slower (not measured here: this project's CPU has AVX512-BF16).
     """
     if device.type == "cuda":
         if not torch.cuda.is_available():

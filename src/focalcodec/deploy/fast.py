@@ -126,7 +126,7 @@ def _check_device(mode: str, device: torch.device) -> None:
         instead = "'int8'" if device.type == "cpu" else "'fp16'"
         raise InputError(
             "fast mode 'bf16' needs native bf16 (a GPU from Ampere on, or a CPU with "
-            f"AVX512-BF16 or AMX); here it would run slower than float32: use {instead}"
+            f"AVX512-BF16 or AMX); emulated here, it gains nothing: use {instead}"
         )
 
 

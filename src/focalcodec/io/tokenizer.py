@@ -160,8 +160,8 @@ def _check_options(options: TokenizeOptions, device: torch.device) -> None:
         raise InputError(f"precision {options.precision!r}: use fp32 or bf16")
     if options.precision == "bf16" and not native_bf16(device):
         raise InputError(
-            f"precision bf16 needs native bf16 ({device} has none: it would run "
-            "slower than fp32); use a GPU or a CPU with AVX512-BF16 or AMX"
+            f"precision bf16 needs native bf16 ({device} would emulate it, gaining "
+            "nothing over fp32); use a GPU from Ampere on or a CPU with AVX512-BF16 or AMX"
         )
 
 
