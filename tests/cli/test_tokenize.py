@@ -22,6 +22,21 @@ from support import run_cli as run
 BF16_MIN_TOKENS = 0.85
 
 
+def solo_matches(out: Path, model: str) -> list[tuple[int, int]]:
+    """Per item of the token folder ``out``: (tokens equal to its solo fp32 tokens,
+    tokens), the solo tokens from ``model`` encoding the item's file alone."""
+    from focalcodec import FocalCodec
+
+    solo = FocalCodec.from_pretrained(model).eval()
+    counts = []
+    for item in TokenDataset(out):
+        sig = load_audio(item["path"], solo.sample_rate_input).sig
+        expected = solo.sig_to_toks(sig[None])[0].numpy()
+        assert item["tokens"].shape == expected.shape, item["id"]
+        counts.append((int((item["tokens"] == expected).sum()), expected.size))
+    return counts
+
+
 def write_manifest(path: Path, audio_dir: Path, entries: list[str]) -> None:
     lines = [
         json.dumps({"path": str(audio_dir / e), "speaker": "x", "text": "hi"})
@@ -137,13 +152,9 @@ def test_cpu_default_is_item_by_item_and_batched_is_on_request(
     assert bool(calls) == padded_calls
     if padded_calls:
         assert max(calls) >= 2  # a real batch, not items one at a time
-    solo = FocalCodec.from_pretrained(model).eval()
-    for item in TokenDataset(out):
-        sig = load_audio(item["path"], solo.sample_rate_input).sig
-        expected = solo.sig_to_toks(sig[None])[0].numpy()
-        same = (item["tokens"] == expected).mean()
+    for same, total in solo_matches(out, model):
         # Solo tokens exactly, or (padded) all but float-rounding ties.
-        assert same == 1.0 if not padded_calls else same >= 0.99
+        assert same == total if not padded_calls else same / total >= 0.99
 
 
 def test_exact_and_batched_exclude_each_other(tmp_path, tree, model, capsys):
@@ -176,17 +187,8 @@ def test_bf16_is_refused_with_the_onnx_backend(tmp_path, tree, model, capsys):
 
 @pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="no native bf16 CPU")
 def test_bf16_on_a_native_bf16_cpu_changes_few_tokens(tmp_path, tree, model):
-    from focalcodec import FocalCodec
-
     out = tmp_path / "toks"
     args = ["tokenize", tree, "-o", out, "-m", model, "-q", "--device", "cpu"]
     assert run(*args, "--precision", "bf16") == 0
-    solo = FocalCodec.from_pretrained(model).eval()
-    same = total = 0
-    for item in TokenDataset(out):
-        sig = load_audio(item["path"], solo.sample_rate_input).sig
-        expected = solo.sig_to_toks(sig[None])[0].numpy()
-        assert item["tokens"].shape == expected.shape
-        same += int((item["tokens"] == expected).sum())
-        total += expected.size
+    same, total = (sum(column) for column in zip(*solo_matches(out, model)))
     assert BF16_MIN_TOKENS <= same / total < 1.0
