@@ -20,20 +20,12 @@ from hypothesis import strategies as st
 from focalcodec import FocalCodec
 from focalcodec.cli import main
 from focalcodec.errors import FormatError, ModelMismatchError
-from focalcodec.io import bitstream, limits
-from focalcodec.io.compress import decompress, header_for, loadable_name
+from focalcodec.fcz import bitstream, limits
+from focalcodec.identity import header_for, loadable_name
+from focalcodec.pipeline.compress import decompress
+from support import varint
 
 MODEL = "causal_wavenext_50hz"  # 16 kHz in, 24 kHz out, 12-bit tokens, hop 320
-
-
-def varint(value: int) -> bytes:
-    """Unsigned LEB128, written here independently of the library."""
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def crafted(

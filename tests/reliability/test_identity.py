@@ -19,8 +19,8 @@ import torch
 from focalcodec import FocalCodec
 from focalcodec.config import RUNTIME_KNOBS, config_hash, normalize_config
 from focalcodec.errors import ModelMismatchError
-from focalcodec.io import bitstream
-from focalcodec.io.compress import compress, decompress
+from focalcodec.fcz import bitstream
+from focalcodec.pipeline.compress import compress, decompress
 from focalcodec.pretrained import packaged_config, packaged_names
 
 MODEL = "causal_wavenext_50hz"  # its config has max_cached_steps=32
@@ -74,7 +74,7 @@ def test_architecture_changes_change_the_hash():
 
 @pytest.fixture(scope="module")
 def speech(data_dir: Path) -> np.ndarray:
-    from focalcodec.io.audio import load_audio
+    from focalcodec.files.audio import load_audio
 
     return load_audio(
         data_dir / "audio" / "multilingual" / "it" / "agent-loggedoff.flac", 16000

@@ -22,10 +22,11 @@ import torch
 from focalcodec import FocalCodec, runtime
 from focalcodec.cli import main
 from focalcodec.errors import AudioError
-from focalcodec.io import bitstream, longaudio
-from focalcodec.io.audio import AudioReader, load_audio
-from focalcodec.io.compress import compress
+from focalcodec.fcz import bitstream
+from focalcodec.files.audio import AudioReader, load_audio
 from focalcodec.modules.wavlm import WavLM
+from focalcodec.pipeline import longaudio
+from focalcodec.pipeline.compress import compress
 from support import speech_file
 
 CAUSAL, NONCAUSAL = "causal_wavenext_50hz", "noncausal_vocos_50hz"

@@ -2,7 +2,7 @@
 
 Property-based tests draw spellings of the same file or folder (``.``, ``..`` through
 missing and existing folders, symlinked folders, symlinks and hard links to the file,
-absolute and relative, doubled slashes) and check that :mod:`focalcodec.io.atomic` and
+absolute and relative, doubled slashes) and check that :mod:`focalcodec.files.atomic` and
 the batch planner refuse to write an input (even with ``force``), exclude an output folder
 inside an input folder from the scan, and leave the file tree exactly as it was. The last
 tests replay the reported cases through the command line.
@@ -26,8 +26,8 @@ from focalcodec import FocalCodec
 from focalcodec.cli import main
 from focalcodec.cli.batch import plan
 from focalcodec.errors import OutputExistsError, UsageError
-from focalcodec.io.atomic import atomic_write, check_output, resolve
-from focalcodec.io.compress import compress_to_file
+from focalcodec.files.atomic import atomic_write, check_output, resolve
+from focalcodec.pipeline.compress import compress_to_file
 
 MODEL = "causal_wavenext_50hz"
 PRECIOUS = b"precious bytes: an input"
@@ -271,4 +271,6 @@ def test_symlink_loops_in_an_input_folder_end(tmp_path, data_dir):
     sf.write(tree / "x.wav", *sf.read(clip))
     (tree / "loop").symlink_to(tree)  # in/loop/loop/loop/... without end
     items = plan([str(tree)], str(tmp_path / "out"), (".wav",), ".wav", force=False)
-    assert [i.src.name for i in items] == ["x.wav"]
+    # The link up is reported (one error line) and not followed; x.wav is encoded once.
+    assert [i.src.name for i in items] == ["loop", "x.wav"]
+    assert "symlink up to" in items[0].error and items[1].error is None

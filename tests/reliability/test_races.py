@@ -1,7 +1,7 @@
 """Refusing to overwrite is atomic: of two writers racing for one name, exactly one wins.
 
 Both writers pass the "does it exist?" check before either publishes (a barrier holds them
-inside :func:`focalcodec.io.atomic.atomic_write` until both have written), so only the
+inside :func:`focalcodec.files.atomic.atomic_write` until both have written), so only the
 publishing step can keep them apart. Then two real ``focalcodec resynth X -o same.wav``
 processes are started together.
 """
@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from focalcodec.errors import OutputExistsError
-from focalcodec.io import atomic
+from focalcodec.files import atomic
 
 
 def race(path: Path, payloads: list[bytes], force: bool = False) -> list:
