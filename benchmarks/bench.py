@@ -60,6 +60,9 @@ class OursAdapter:
         from focalcodec import FocalCodec
         from focalcodec.streaming.steps import decode_step, encode_step
 
+        kernels = _kernels()
+        if kernels is not None:
+            kernels.set_backend(job.get("kernels", "auto"))
         torch.manual_seed(0)
         if Path(job["config"]).is_dir():  # a checkpoint (e.g. a golden tiny model)
             codec = FocalCodec.from_pretrained(job["config"]).eval()
@@ -265,7 +268,7 @@ def task_agreement(model, job: dict, clock: Clock) -> dict:
     import torch
 
     from focalcodec.deploy.fast import optimize
-    from focalcodec.io.audio import load_audio
+    from focalcodec.files.audio import load_audio
 
     exact = model.codec
     fast = optimize(
@@ -358,9 +361,24 @@ def run_worker(job: dict) -> dict:
     with torch.inference_mode():
         out.update(TASKS[job["task"]](model, job, clock))
     out["rss_peak_mb"] = _peak_rss_mb()
+    if job["impl"] == "ours":
+        kernels = _kernels()
+        out["kernels"] = (
+            kernels.backend() if kernels else "plain (checkout without them)"
+        )
     if job["device"].startswith("cuda"):
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
+
+
+def _kernels():
+    """focalcodec.modules.kernels, or None in a checkout from before kernel backends
+    (an A/B run against an older commit)."""
+    try:
+        from focalcodec.modules import kernels
+    except ImportError:
+        return None
+    return kernels
 
 
 def _peak_rss_mb() -> float:
@@ -374,18 +392,22 @@ def _peak_rss_mb() -> float:
 def machine(args: argparse.Namespace) -> dict:
     import torch
 
-    cpu = platform.processor()
+    cpu, flags = platform.processor(), []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16")
+                have = set(line.split(":", 1)[1].split())
+                flags = [f for f in (*wanted, "amx_tile") if f in have]
     except OSError:
         pass
     info = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "cpu": cpu,
+        "cpu_flags": flags,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -394,6 +416,13 @@ def machine(args: argparse.Namespace) -> dict:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    kernels = _kernels()
+    if kernels is not None:
+        torch.set_num_threads(args.threads)  # the calibration is per thread count
+        # Matrix-product rates of every backend, measured now (numbers from machines
+        # with other CPUs or flags must not be mixed), and what auto chooses here.
+        info["kernel_rates"] = kernels.calibrate(save=False)
+        info["kernels"] = kernels.describe()
     return info
 
 
@@ -431,7 +460,12 @@ def make_jobs(args: argparse.Namespace) -> list[dict]:
                             jobs += _jobs(
                                 args, impl, mode, config, device, task, seconds
                             )
-    return jobs
+    # Our rows once per kernel backend (--kernels), next to each other.
+    return [
+        job | {"kernels": name} if job["impl"] == "ours" else job
+        for job in jobs
+        for name in (args.kernels if job["impl"] == "ours" else [None])
+    ]
 
 
 def _jobs(args, impl, mode, config, device, task, seconds) -> list[dict]:
@@ -465,15 +499,27 @@ def _job(args, impl, mode, config, device, task, seconds) -> dict:
         "batch_seconds": args.batch_seconds,
         "batch_repeats": args.repeats_long,
         "agreement_files": args.agreement_files,
+        "keep_freed_mb": args.keep_freed_mb,
     }
 
 
 def spawn(job: dict, timeout: float) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)]
     load = os.getloadavg()[0]
+    env = dict(os.environ)
+    if job.get("keep_freed_mb"):
+        # focalcodec.runtime.keep_freed_memory's glibc settings, for either
+        # implementation alike (through glibc's environment variables).
+        env["MALLOC_MMAP_THRESHOLD_"] = str(32 * 2**20)
+        env["MALLOC_TRIM_THRESHOLD_"] = str(job["keep_freed_mb"] * 2**20)
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd=str(REPO)
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(REPO),
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s", "load_before": load}
@@ -489,7 +535,9 @@ def spawn(job: dict, timeout: float) -> dict:
 def label(job: dict) -> str:
     mode = job.get("fast_mode", job["mode"])
     mode = "" if mode == "exact" else f"+{mode}"
-    return f"{job['impl']}{mode}"
+    kern = job.get("kernels")
+    kern = f"[{kern}]" if kern not in (None, "auto") else ""
+    return f"{job['impl']}{mode}{kern}"
 
 
 def merge(records: list[dict]) -> dict:
@@ -571,6 +619,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--modes", nargs="+", default=["exact"], help="exact and/or fast modes"
     )
+    p.add_argument(
+        "--kernels",
+        nargs="+",
+        default=["auto"],
+        help="kernel backends of our rows (focalcodec.modules.kernels: auto, onednn, "
+        "blas, plain); one row each",
+    )
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu (+ cuda)")
     p.add_argument("--seconds", nargs="+", type=float, default=[10.0, 60.0])
     p.add_argument("--threads", type=int, default=2)
@@ -585,6 +640,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-seconds", type=float, default=10.0)
     p.add_argument("--agreement-files", type=int, default=8, help="speech files")
     p.add_argument("--rounds", type=int, default=1, help="repeat all jobs, keep best")
+    p.add_argument(
+        "--keep-freed-mb",
+        type=int,
+        default=0,
+        help="let glibc keep this much freed heap in every job, both implementations "
+        "(focalcodec.runtime.keep_freed_memory); 0: glibc's defaults",
+    )
     p.add_argument("--reference", help="directory of a reference focalcodec checkout")
     p.add_argument("--timeout", type=float, default=1800, help="per job, seconds")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks/results/bench.json")

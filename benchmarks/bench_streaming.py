@@ -45,7 +45,7 @@ import torch
 
 from focalcodec import FocalCodec
 from focalcodec.deploy.fast import optimize
-from focalcodec.io.audio import load_audio
+from focalcodec.files.audio import load_audio
 from focalcodec.pretrained import skeleton
 from focalcodec.streaming.longform import (
     AudioFileSignal,
@@ -81,14 +81,51 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _kernels():
+    """focalcodec.modules.kernels, or None when timing a checkout from before them."""
+    try:
+        from focalcodec.modules import kernels
+    except ImportError:
+        return None
+    return kernels
+
+
+def _cpu() -> dict:
+    """CPU model and vector flags (the package's reader, or /proc/cpuinfo's flags)."""
+    try:
+        from focalcodec.modules import calibration
+    except ImportError:
+        text = (
+            Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        )
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        flags = set(fields.get("flags\t\t", fields.get("flags", "")).split())
+        names = (
+            "avx2",
+            "avx512f",
+            "avx512_vnni",
+            "avx_vnni",
+            "avx512_bf16",
+            "amx_tile",
+        )
+        return {"model": fields.get("model name\t", "").strip()} | {
+            name: name in flags for name in names
+        }
+    return calibration.cpu_info()
+
+
 def machine() -> dict:
+    kernels = _kernels()
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu": _cpu(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
+        # The backend this run used, and what each backend measures here now.
+        "kernels": kernels.describe() if kernels else "plain (checkout without them)",
     }
 
 
@@ -102,6 +139,9 @@ def percentiles(ms: list[float]) -> dict[str, float]:
 
 
 def run_latency(args: argparse.Namespace) -> dict:
+    kernels = _kernels()
+    if kernels is not None:
+        kernels.set_backend(args.kernels)
     codec = FocalCodec.from_config(args.config).eval()
     if args.fast != "exact":
         codec = optimize(codec, args.fast, inplace=True)
@@ -157,6 +197,7 @@ def run_latency(args: argparse.Namespace) -> dict:
     return {
         "config": args.config,
         "fast_mode": args.fast,
+        "kernels": kernels.backend() if kernels else "plain",
         "chunks_per_step": args.chunks_per_step,
         "budget_ms": budget,
         "warmup_blocks": warm,
@@ -454,6 +495,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="blocks per model call (a timed piece is this many blocks)",
     )
     lat.add_argument("--blocks", type=int, default=125, help="blocks per round")
+    lat.add_argument(
+        "--kernels",
+        default="auto",
+        help="kernel backend (focalcodec.modules.kernels: auto, onednn, blas, plain)",
+    )
     lat.add_argument(
         "--warmup", type=int, help="blocks before timing (default: fill the window)"
     )
