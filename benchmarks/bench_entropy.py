@@ -10,7 +10,7 @@ Three steps (``benchmarks/lm_demo.sh`` runs them in order):
         --golden tests/data/golden --json benchmarks/results/entropy.json \
         --curves docs/figures/lm_demo_curves.png --runs runs/lm_demo/train
 
-Every file is compressed with ``focalcodec.io.compress`` exactly as ``focalcodec encode``
+Every file is compressed with ``focalcodec.pipeline.compress`` exactly as ``focalcodec encode``
 does (plain, ``--entropy adaptive``, ``--entropy lm:DIR``), decoded back, and its tokens
 compared with the plain file's: every row is lossless or the script fails. Sizes are
 whole files (header and CRCs included); bits per token count the token payloads;
@@ -30,18 +30,19 @@ import numpy as np
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.io import bitstream
-from focalcodec.io.atomic import atomic_write
-from focalcodec.io.audio import load_audio
-from focalcodec.io.compress import coder_for, encode_tokens, header_for, tokens_to_bytes
-from focalcodec.io.manifest import scan
+from focalcodec.fcz import bitstream
+from focalcodec.files.atomic import atomic_write
+from focalcodec.files.audio import load_audio
+from focalcodec.files.manifest import scan
+from focalcodec.identity import header_for
+from focalcodec.pipeline.compress import coder_for, encode_tokens, tokens_to_bytes
 
 SR = 16000
 
 
 def tokenize(args: argparse.Namespace) -> None:
     """Write the token folder of a manifest (ids, splits and metadata kept)."""
-    from focalcodec.io.tokens import write_tokens
+    from focalcodec.tokens.dataset import write_tokens
 
     codec = FocalCodec.from_pretrained(args.codec).eval()
 
@@ -181,7 +182,7 @@ def measure(args: argparse.Namespace) -> None:
 def unigram(folder: str, test: list[np.ndarray]) -> dict:
     """Entropy of the train split's token frequencies, and the cross-entropy of the
     test tokens under them (add-1/2 smoothing): what a context-free model could do."""
-    from focalcodec.io.tokens import TokenDataset
+    from focalcodec.tokens.dataset import TokenDataset
 
     ds = TokenDataset(folder, split="train")
     size = int(ds.meta["codebook_size"])

@@ -72,7 +72,7 @@ def random_weight_model(name: str, cache: Path) -> Path:
 
 def write_speech(path: Path, minutes: float) -> None:
     """N minutes of real speech at 16 kHz, written block by block."""
-    from focalcodec.io.audio import load_audio
+    from focalcodec.files.audio import load_audio
 
     files = sorted(CLIPS.rglob("*.flac")) + sorted(CLIPS.rglob("*.wav"))
     clips = [load_audio(f, RATE).sig for f in files]
@@ -123,7 +123,7 @@ def measure(model: Path, minutes: float, tmp: Path, env: dict[str, str]) -> dict
     if env:
         row["env"] = env
     if out.exists():
-        from focalcodec.io import bitstream
+        from focalcodec.fcz import bitstream
 
         container = bitstream.loads(out.read_bytes())
         row["fcz_bytes"] = out.stat().st_size

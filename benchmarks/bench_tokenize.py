@@ -17,7 +17,7 @@ Rows (each in fresh processes, so that peak memory belongs to the row alone):
   and ``reference-padded`` at the batch size of the bf16 row's average bucket.
 
 Each of our rows runs the tokenizer engine of ``focalcodec tokenize``
-(:func:`focalcodec.io.tokenizer.tokenize_entries`: DataLoader decoding, writing the token
+(:func:`focalcodec.pipeline.tokenize.tokenize_entries`: DataLoader decoding, writing the token
 folder and merging it included). Timing starts once every process has its model (random
 weights of a full-size config, ``FocalCodec.from_config``) and ends when the index is
 written. Peak RSS is per process (the largest), DataLoader workers included.
@@ -129,8 +129,8 @@ def ours_rank(job: dict) -> dict:
 
     sys.path.insert(0, str(REPO / "src"))
     from focalcodec import FocalCodec
-    from focalcodec.io.manifest import scan
-    from focalcodec.io.tokenizer import TokenizeOptions, tokenize_entries
+    from focalcodec.files.manifest import scan
+    from focalcodec.pipeline.tokenize import TokenizeOptions, tokenize_entries
     from focalcodec.runtime import barrier, cleanup, setup
 
     torch.set_num_threads(job["threads"])
@@ -203,7 +203,7 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path]:
     import torch
 
     from focalcodec import FocalCodec
-    from focalcodec.io.manifest import scan
+    from focalcodec.files.manifest import scan
 
     source = Path(args.source)
     if source.is_dir() and (source / "manifest.jsonl").is_file():
@@ -257,8 +257,8 @@ def _add_agreement(result: dict, work: Path) -> None:
 def _agreement(baseline: Path, folder: Path) -> float | None:
     """Share of the tokens in ``folder`` equal to those of ``baseline`` (same ids)."""
     sys.path.insert(0, str(REPO / "src"))
-    from focalcodec.io.token_files import INDEX
-    from focalcodec.io.tokens import TokenDataset
+    from focalcodec.tokens.dataset import TokenDataset
+    from focalcodec.tokens.files import INDEX
 
     if not (baseline / INDEX).exists() or baseline == folder:
         return None

@@ -26,8 +26,8 @@ import soxr
 import torch
 
 from focalcodec import FocalCodec, list_models
-from focalcodec.io import bitstream
-from focalcodec.io.compress import compress
+from focalcodec.fcz import bitstream
+from focalcodec.pipeline.compress import compress
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = "librispeech/train-clean-100/1081/1081-125237-0000.flac"  # 10.34 s

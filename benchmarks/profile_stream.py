@@ -9,10 +9,14 @@ With ``--ops N``, N more chunks per mode then run under ``torch.profiler`` and t
 operators called from Python are listed by time per chunk, split by input shape (which
 tells, e.g., the front-end convolutions from the 512-tap depthwise ones).
 
+``--kernels`` runs each mode once per kernel backend
+(:mod:`focalcodec.modules.kernels`), interleaved as well.
+
 Example::
 
     python benchmarks/profile_stream.py --modes exact int8 --chunks 300
     python benchmarks/profile_stream.py --modes int8 --ops 20
+    python benchmarks/profile_stream.py --modes exact --kernels onednn plain
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 
 from focalcodec import FocalCodec
 from focalcodec.deploy.fast import optimize
+from focalcodec.modules import kernels
 from focalcodec.streaming.steps import decode_step, encode_step
 
 
@@ -41,6 +46,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="focalcodec_50hz_4k_causal")
     p.add_argument("--modes", nargs="+", default=["int8"])
+    p.add_argument("--kernels", nargs="+", default=["auto"], help="kernel backends")
     p.add_argument("--chunks", type=int, default=170)
     p.add_argument("--warmup", type=int, default=135)
     p.add_argument("--threads", type=int, default=2)
@@ -50,7 +56,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     codec = FocalCodec.from_config(args.model).eval()
-    models = {mode: optimize(codec, mode) for mode in args.modes}
+    built = {mode: optimize(codec, mode) for mode in args.modes}
+    # One row per (mode, backend): "int8" or "exact@onednn".
+    runs = [(m, k) for m in args.modes for k in args.kernels]
+    models = {_row(m, k, args.kernels): built[m] for m, k in runs}
+    backends = {_row(m, k, args.kernels): k for m, k in runs}
     chunk = codec.chunk_size
     sig = 0.1 * torch.randn(1, args.chunks * chunk)
     states = dict.fromkeys(models)
@@ -59,18 +69,25 @@ def main() -> None:
         for i, piece in enumerate(sig.split(chunk, dim=1)):
             order = list(models) if i % 2 else list(reversed(models))
             for mode in order:
-                start = time.perf_counter()
-                _, codes, state = encode_step(models[mode], piece, states[mode])
-                _, states[mode] = decode_step(models[mode], codes, state)
-                times[mode].append(time.perf_counter() - start)
+                with kernels.use(backends[mode]):
+                    start = time.perf_counter()
+                    _, codes, state = encode_step(models[mode], piece, states[mode])
+                    _, states[mode] = decode_step(models[mode], codes, state)
+                    times[mode].append(time.perf_counter() - start)
     budget = 1000 * chunk / codec.sample_rate_input
     print(f"{args.model}, {args.threads} threads, budget {budget:.0f} ms per chunk")
+    print(f"kernels: {kernels.describe()['cpu']['model']}, auto = {kernels.backend()}")
     for mode, spent in times.items():
         print(f"{mode:>13}: {percentiles(spent[args.warmup :])}")
     if args.ops:
         more = (0.1 * torch.randn(1, args.ops * chunk)).split(chunk, dim=1)
         for mode, model in models.items():
-            print_operators(mode, model, more, states[mode], args.top)
+            with kernels.use(backends[mode]):
+                print_operators(mode, model, more, states[mode], args.top)
+
+
+def _row(mode: str, backend: str, backends: list[str]) -> str:
+    return mode if len(backends) == 1 else f"{mode}@{backend}"
 
 
 def print_operators(mode: str, model, pieces, state, top: int) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.io.audio import load_audio
+from focalcodec.files.audio import load_audio
 from focalcodec.streaming.session import StreamEncoder
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from focalcodec import FocalCodec  # noqa: E402
-from focalcodec.io.audio import load_audio  # noqa: E402
-from focalcodec.io.loader import plan_buckets  # noqa: E402
-from focalcodec.io.manifest import scan  # noqa: E402
+from focalcodec.files.audio import load_audio  # noqa: E402
+from focalcodec.files.manifest import scan  # noqa: E402
+from focalcodec.pipeline.loader import plan_buckets  # noqa: E402
 
 
 def build(name: str, seed: int) -> FocalCodec:

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.io.atomic import atomic_write
-from focalcodec.io.manifest import read_manifest
+from focalcodec.files.atomic import atomic_write
+from focalcodec.files.manifest import read_manifest
 from focalcodec.train.cache import module_fingerprint
 from focalcodec.train.config import config_from_dict
 from focalcodec.train.data import load_audio

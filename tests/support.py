@@ -1,7 +1,7 @@
 """The one helpers module of the test suite (import as ``support``).
 
-Sections: where the data is; the golden cases; real speech; comparing tensors; the
-command line; ONNX exports of the golden models; a stand-in codec for the evaluation
+Sections: where the data is; the golden cases; real speech; comparing tensors; .fcz
+bytes written by hand; the command line; ONNX exports of the golden models; a stand-in codec for the evaluation
 runner; toys and tiny recipes for the training tests. Fixtures live in ``conftest.py``.
 """
 
@@ -141,6 +141,19 @@ def snr_db(ref: Any, test: Any) -> float:
     assert ref.shape == test.shape, (ref.shape, test.shape)
     noise = np.sum((ref - test) ** 2)
     return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref**2) / noise))
+
+
+# -- .fcz bytes written by hand -------------------------------------------------------
+
+
+def varint(value: int) -> bytes:
+    """Unsigned LEB128 (docs/format.md), written here independently of the library."""
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 # -- the command line ------------------------------------------------------------------
@@ -449,7 +462,7 @@ def assert_same_state(a: Any, b: Any) -> None:
 def speech_file(path: Path, seconds: float, rate: int = 16000) -> Path:
     """Write ``seconds`` of real speech (the clips of tests/data/audio, tiled) to
     ``path`` at ``rate`` Hz, mono 16-bit; returns ``path``."""
-    from focalcodec.io.audio import load_audio
+    from focalcodec.files.audio import load_audio
 
     clips = sorted((DATA / "audio").rglob("*.flac"))
     sig = np.concatenate([load_audio(c, rate).sig for c in clips])

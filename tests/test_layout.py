@@ -1,8 +1,8 @@
 """The package's layout rules (docs/architecture.md), read from the source with ``ast``.
 
-Imports point one way: core <- io <- deploy <- features (eval, train, probe, lm, ...)
-<- cli, checked on module-level imports (a function may import an optional layer
-lazily). No import cycles, counting every import as ``../shared/tools/layout`` does; no
+Imports point one way: leaves (fcz, files) <- core <- tokens, deploy <- pipeline <-
+features (eval, train, probe, lm, serve, ...) <- cli, checked on module-level imports (a
+function may import an optional outer layer lazily). No exceptions are listed. No import cycles, counting every import as ``../shared/tools/layout`` does; no
 file over 600 lines; at most 10 top-level modules; every exception class in errors.py.
 """
 
@@ -21,25 +21,21 @@ from support import REPO
 SRC = REPO / "src"
 PACKAGE = SRC / "focalcodec"
 CORE_PACKAGES = {"modules", "streaming"}
-# What a layer must not import at module level.
+# Leaf packages below the core: they know bytes and files, never the model.
+LEAF_PACKAGES = {"fcz", "files"}
+# Packages with a layer of their own; every other subpackage is a feature.
+OWN_LAYER = {"tokens", "deploy", "pipeline", "cli"}
+# What each layer must not import at module level (docs/architecture.md), from the
+# inside out: leaf < core < tokens, deploy < pipeline < feature < cli.
 FORBIDDEN = {
-    "core": {"io", "deploy", "feature", "cli"},
-    "io": {"deploy", "feature", "cli"},
-    "deploy": {"feature", "cli"},
+    "leaf": {"core", "tokens", "deploy", "pipeline", "feature", "cli"},
+    "core": {"tokens", "deploy", "pipeline", "feature", "cli"},
+    "tokens": {"deploy", "pipeline", "feature", "cli"},
+    "deploy": {"tokens", "pipeline", "feature", "cli"},
+    "pipeline": {"feature", "cli"},
     "feature": {"cli"},
     "cli": set(),
     "entry": set(),
-}
-# The io modules that only read and write files: core may use them (pretrained writes
-# checkpoints atomically), so they import nothing of the package but errors and
-# each other.
-IO_LEAVES = {
-    "focalcodec.io.atomic",
-    "focalcodec.io.audio",
-    "focalcodec.io.bitstream",
-    "focalcodec.io.entropy",
-    "focalcodec.io.limits",
-    "focalcodec.io.manifest",
 }
 
 
@@ -55,19 +51,25 @@ MODULES = _modules()
 
 
 def layer(module: str) -> str:
-    """core, io, deploy, feature (eval, train and every other subpackage), cli or entry.
+    """leaf, core, tokens, deploy, pipeline, feature, cli or entry.
 
     Every top-level module is core (``codec``, ``config``, ``pretrained``, ``errors``,
-    ``runtime`` and any added later), and so are ``modules/`` and ``streaming/``.
+    ``runtime`` and any added later), and so are ``modules/`` and ``streaming/``;
+    ``fcz/``, ``files/`` and ``errors`` are leaves; every subpackage without a layer of its own
+    (``eval``, ``train``, ``probe``, ``lm``, ``serve``, ...) is a feature.
     """
     parts = module.split(".")
     if parts[-1] == "__main__":
         return "entry"  # `python -m` entry points start the command line
+    if module == "focalcodec.errors":
+        return "leaf"  # imports nothing; every layer raises its exceptions
     if len(parts) == 1 or (PACKAGE / f"{parts[1]}.py").is_file():
         return "core"
     if parts[1] in CORE_PACKAGES:
         return "core"
-    return parts[1] if parts[1] in ("io", "deploy", "cli") else "feature"
+    if parts[1] in LEAF_PACKAGES:
+        return "leaf"
+    return parts[1] if parts[1] in OWN_LAYER else "feature"
 
 
 def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
@@ -113,9 +115,15 @@ def imports(module: str, top_level_only: bool) -> set[str]:
 def test_the_layers_are_known() -> None:
     layers = {m: layer(m) for m in MODULES}
     assert layers["focalcodec"] == layers["focalcodec.streaming.session"] == "core"
+    assert layers["focalcodec.errors"] == "leaf"
     assert layers["focalcodec.eval.runner"] == layers["focalcodec.train.trainer"]
     assert layers["focalcodec.train.__main__"] == "entry"
-    assert {"core", "io", "deploy", "feature", "cli"} <= set(layers.values())
+    assert (
+        layers["focalcodec.fcz.bitstream"] == layers["focalcodec.files.audio"] == "leaf"
+    )
+    assert layers["focalcodec.tokens.dataset"] == "tokens"
+    assert layers["focalcodec.pipeline.compress"] == "pipeline"
+    assert set(FORBIDDEN) - {"entry"} <= set(layers.values())
 
 
 def test_imports_point_one_way() -> None:
@@ -123,15 +131,16 @@ def test_imports_point_one_way() -> None:
     for module in MODULES:
         for target in sorted(imports(module, top_level_only=True)):
             if layer(target) in FORBIDDEN[layer(module)]:
-                if layer(module) == "core" and target in IO_LEAVES:
-                    continue
                 wrong.append(f"{module} ({layer(module)}) imports {target}")
     assert not wrong, "\n".join(wrong)
 
 
-def test_io_leaves_import_only_errors_and_each_other() -> None:
-    for module in IO_LEAVES:
-        allowed = IO_LEAVES | {"focalcodec.errors"}
+def test_leaves_import_only_errors_and_leaves() -> None:
+    """Not even lazily: nothing in fcz/ or files/ can reach the model."""
+    leaves = {m for m in MODULES if layer(m) == "leaf"}
+    assert leaves, "no leaf package found"
+    for module in leaves:
+        allowed = leaves
         assert imports(module, top_level_only=False) <= allowed, module
 
 
@@ -208,10 +217,16 @@ def test_every_exception_lives_in_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["focalcodec", "focalcodec.streaming.session", "focalcodec.io.compress"]
+    "module",
+    [
+        "focalcodec",
+        "focalcodec.streaming.session",
+        "focalcodec.tokens.dataset",
+        "focalcodec.pipeline.compress",
+    ],
 )
 def test_importing_the_core_loads_no_outer_layer(module: str) -> None:
-    """The same rule at run time: what importing the core actually pulls in."""
+    """The same rule at run time: what importing a module actually pulls in."""
     code = (
         f"import sys, {module}\n"
         "print(' '.join(m for m in sys.modules if m.startswith('focalcodec.')))"
@@ -227,5 +242,5 @@ def test_importing_the_core_loads_no_outer_layer(module: str) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     loaded = done.stdout.split()
-    outer = [m for m in loaded if layer(m) in ("deploy", "feature", "cli")]
+    outer = [m for m in loaded if layer(m) in FORBIDDEN[layer(module)]]
     assert not outer, outer

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from focalcodec import FocalCodec
-from focalcodec.io.compress import compress, decompress
+from focalcodec.pipeline.compress import compress, decompress
 from focalcodec.pretrained import skeleton
 from focalcodec.protocol import Codec
 from focalcodec.streaming.session import StreamingSession
@@ -101,7 +101,7 @@ def test_the_file_format_needs_nothing_but_the_protocol(golden_dir: Path) -> Non
 def test_the_core_never_imports_deploy() -> None:
     code = (
         "import sys, focalcodec, focalcodec.streaming.session, "
-        "focalcodec.streaming.longform, focalcodec.io.compress, focalcodec.protocol; "
+        "focalcodec.streaming.longform, focalcodec.pipeline.compress, focalcodec.protocol; "
         "print([m for m in sys.modules if m.startswith('focalcodec.deploy')])"
     )
     out = subprocess.run(

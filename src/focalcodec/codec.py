@@ -33,7 +33,16 @@ from torch import Tensor, nn
 from . import __version__
 from .config import SLOTS, config_hash, normalize_config, registry
 from .errors import ConfigError, InputError, StreamingError
-from .inputs import check_sig, check_toks, per_item, valid_counts
+from .inputs import (
+    check_finite,
+    check_output_length,
+    check_sig,
+    check_toks,
+    output_length,
+    per_item,
+    valid_counts,
+)
+from .modules import NetworkFacts
 from .modules.knn import check_matching_set, knn
 from .streaming.threaded import fit_length, stateful
 
@@ -67,6 +76,8 @@ class FocalCodec(nn.Module):
     """
 
     __version__ = __version__
+    # (key, digest) of the weights, kept by focalcodec.identity.weights_hash.
+    _weights_hash: tuple[tuple, str] | None = None
 
     def __init__(
         self,
@@ -97,6 +108,8 @@ class FocalCodec(nn.Module):
             except TypeError as exc:
                 raise ConfigError(f"{slot}_config for {name}: {exc}") from None
             setattr(self, slot, module)
+        # Read once: a network may later run behind a wrapper (fast modes, jit()).
+        self._parts = NetworkFacts.read(*(getattr(self, slot) for slot in _ALL))
 
     # -- identity and derived properties ---------------------------------------------
 
@@ -111,7 +124,7 @@ class FocalCodec(nn.Module):
 
     @property
     def sample_rate_input(self) -> int:
-        return self.encoder.sample_rate
+        return self._parts.sample_rate
 
     @property
     def sample_rate_output(self) -> int:
@@ -121,12 +134,12 @@ class FocalCodec(nn.Module):
     @property
     def hop_length(self) -> int:
         """Input samples per token (320 at 50 Hz); the one owner of the token hop."""
-        return self.encoder.downsample_factor * self.compressor.downsample_factor
+        return self._parts.hop_length
 
     @property
     def output_hop_length(self) -> int:
         """Output samples per token: decompressor frames times decoder samples."""
-        return self.decompressor.upsample_factor * self.decoder.upsample_factor
+        return self._parts.output_hop_length
 
     @property
     def sample_rate(self) -> int:
@@ -141,13 +154,12 @@ class FocalCodec(nn.Module):
 
     @property
     def causal(self) -> bool:
-        parts = (self.encoder, self.compressor, self.decompressor, self.decoder)
-        return all(getattr(m, "causal", False) for m in parts)
+        return self._parts.causal
 
     @property
     def chunk_size(self) -> int:
         """Samples per streaming step (1280 = 80 ms for the released models)."""
-        return self.encoder.chunk_size
+        return self._parts.chunk_size
 
     @property
     def chunk_tokens(self) -> int:
@@ -162,7 +174,7 @@ class FocalCodec(nn.Module):
     @property
     def min_samples(self) -> int:
         """Shortest input: one encoder frame (320 samples, 20 ms, for WavLM)."""
-        return self.encoder.downsample_factor
+        return self._parts.frame_hop
 
     @property
     def latency(self) -> float | None:
@@ -188,6 +200,19 @@ class FocalCodec(nn.Module):
     def bitrate(self) -> float:
         """Bits per second of the token stream."""
         return self.token_rate * self.bits_per_token
+
+    def output_length(self, num_samples: int) -> int:
+        """Output samples of ``num_samples`` input samples:
+        ``num_samples * sample_rate_output // sample_rate_input``."""
+        return output_length(
+            num_samples, self.sample_rate_input, self.sample_rate_output
+        )
+
+    def num_tokens(self, num_samples: int) -> int:
+        """Tokens that ``sig_to_toks`` gives for ``num_samples`` input samples."""
+        output_length(num_samples, 1, 1)  # the same checks of a sample count
+        frames = self._parts.frame_lengths(torch.tensor([int(num_samples)]))
+        return int(self._parts.token_lengths(frames)[0])
 
     @property
     def device(self) -> torch.device:
@@ -252,16 +277,17 @@ class FocalCodec(nn.Module):
         """
         sig = self._check_sig(sig)
         lengths = torch.as_tensor(lengths).flatten()
-        low, high = self.encoder.downsample_factor, sig.shape[1]
+        low, high = self._parts.frame_hop, sig.shape[1]
         if lengths.is_floating_point() or lengths.numel() != sig.shape[0]:
             raise InputError(f"lengths must be {sig.shape[0]} integer sample counts")
         if bool(((lengths < low) | (lengths > high)).any()):
             raise InputError(f"lengths must lie in [{low}, {high}] samples")
         lengths = lengths.to(device=sig.device, dtype=torch.long)
         feats, _ = self.encoder(sig, need_state=False, lengths=lengths)
-        frames = self.encoder.frame_lengths(lengths)
+        frames = self._parts.frame_lengths(lengths)
         lats, _ = self.compressor(feats, lengths=frames)
-        counts = self.compressor.out_lengths(frames)
+        check_finite(lats, "latents")
+        counts = self._parts.token_lengths(frames)
         toks = self.quantizer.lats_to_toks(F.normalize(lats, dim=-1))
         toks = toks[:, : int(counts.max())]
         steps = torch.arange(toks.shape[1], device=toks.device)
@@ -302,7 +328,7 @@ class FocalCodec(nn.Module):
     def feats_to_lats(self, feats: Tensor) -> Tensor:
         """Features (B, F, D) -> unit-norm latents (B, L, C)."""
         lats, _ = self.compressor(feats)
-        return F.normalize(lats, dim=-1)
+        return F.normalize(check_finite(lats, "latents"), dim=-1)
 
     @stateful("feats", "toks", ("compressor",))
     def feats_to_toks(self, feats: Tensor) -> Tensor:
@@ -359,8 +385,10 @@ class FocalCodec(nn.Module):
         """Tokens (B, L) -> waveform at ``sample_rate_output``.
 
         With a ``matching_set`` (M, D), each decoded frame is replaced by the mean of its
-        ``topk`` nearest neighbours in the set (kNN voice conversion).
+        ``topk`` nearest neighbours in the set (kNN voice conversion). ``output_length``
+        is None or 1 to :data:`focalcodec.inputs.MAX_OUTPUT_SECONDS` of samples.
         """
+        output_length = check_output_length(output_length, self.sample_rate_output)
         codes = self.toks_to_codes(toks)
         return self.codes_to_sig(
             codes,
@@ -382,6 +410,7 @@ class FocalCodec(nn.Module):
         length: Tensor | None = None,
     ) -> Tensor:
         """Codes (B, L, C) -> waveform; see :meth:`toks_to_sig`."""
+        output_length = check_output_length(output_length, self.sample_rate_output)
         codes = self._check_codes(codes)
 
         def decode(c: Tensor) -> Tensor:
@@ -402,10 +431,11 @@ class FocalCodec(nn.Module):
         output_length: int | None = None,
     ) -> Tensor:
         """Features (B, F, D) -> waveform (B, F * hop), optionally kNN-matched."""
+        output_length = check_output_length(output_length, self.sample_rate_output)
         if matching_set is not None:
             feats = self.knn(feats, matching_set, topk, num_splits).mean(dim=-2)
         sig, _ = self.decoder(feats)
-        return fit_length(sig, output_length)
+        return fit_length(check_finite(sig, "decoded audio"), output_length)
 
     def knn(
         self, input: Tensor, matching_set: Tensor, topk: int = 4, num_splits: int = 1
@@ -527,11 +557,11 @@ class FocalCodec(nn.Module):
         codes = self.feats_to_codes(self._feats(sig))
         qfeats, _ = self.decompressor(codes)
         rec, _ = self.decoder(qfeats)
-        ratio = self.sample_rate_output / self.sample_rate_input
+        check_finite(rec, "decoded audio")
         return (
             self.codes_to_toks(codes),
             codes,
-            fit_length(rec, int(sig.shape[1] * ratio)),
+            fit_length(rec, self.output_length(sig.shape[1])),
         )
 
     def _check_sig(self, sig: Tensor | np.ndarray) -> Tensor:
@@ -559,7 +589,7 @@ class FocalCodec(nn.Module):
     def _per_item(self, fn: Callable, x: Tensor, length: Tensor | None) -> Any:
         """Run ``fn`` so that each item only ever sees its own valid part of ``x``."""
         # Waveforms (B, N) need one encoder frame per item; codes (B, L, C) one step.
-        minimum = self.encoder.downsample_factor if x.dim() == 2 else 1
+        minimum = self._parts.frame_hop if x.dim() == 2 else 1
         counts = valid_counts(length, x.shape[0], x.shape[1], minimum)
         return per_item(fn, x, counts)
 

@@ -8,6 +8,7 @@ raises them::
     FocalCodecError
     ├── ConfigError            a model configuration is invalid
     ├── CheckpointError        weights are missing, unreadable or do not fit
+    ├── LoadError              a model cannot be loaded for inference
     ├── InputError             an API argument is unusable
     │   ├── AudioError         audio is unusable
     │   └── DataError          an audio folder or manifest is unusable
@@ -17,6 +18,7 @@ raises them::
     │   └── ModelMismatchError ... made by another model
     ├── StreamingError         a streaming session was misused
     ├── OutputExistsError      an output exists (no --force) or is an input
+    ├── OutputError            an output cannot be written (disk full, permissions)
     ├── UsageError             command-line arguments that cannot work (exit status 2)
     ├── OnnxRuntimeMissingError
     ├── EvalError              an evaluation cannot run as asked
@@ -37,6 +39,11 @@ class CheckpointError(FocalCodecError, RuntimeError):
 
     A RuntimeError, as the original package's loader raised for models it could not get.
     """
+
+
+class LoadError(FocalCodecError):
+    """A model cannot be loaded for inference: ``cannot load model 'SOURCE': reason``
+    (:func:`focalcodec.pipeline.models.load_codec`)."""
 
 
 class InputError(FocalCodecError, ValueError):
@@ -73,6 +80,11 @@ class StreamingError(FocalCodecError, RuntimeError):
 
 class OutputExistsError(FocalCodecError, FileExistsError):
     """The output exists and overwriting was not allowed, or it is one of the inputs."""
+
+
+class OutputError(FocalCodecError, OSError):
+    """An output cannot be written: the disk is full, the folder is not writable, the
+    device fails. The message names the output and the system's reason."""
 
 
 class UsageError(FocalCodecError):

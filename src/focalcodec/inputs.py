@@ -20,47 +20,73 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import AudioError, InputError
+from .errors import InputError
+from .files.audio import check_waveform
 
-__all__ = ["check_sig", "check_toks", "per_item", "valid_counts"]
+__all__ = [
+    "MAX_OUTPUT_SECONDS",
+    "check_finite",
+    "check_output_length",
+    "check_sig",
+    "check_toks",
+    "output_length",
+    "per_item",
+    "valid_counts",
+]
+
+# Longest output a decoder call may be asked for (a day of audio): an ``output_length``
+# beyond it is a mistake or an attack, not a request to allocate terabytes.
+MAX_OUTPUT_SECONDS = 24 * 3600
 
 
-def check_sig(sig: Any, minimum: int, sample_rate: int) -> Any:
-    """A waveform (N,) or (B, N), tensor or numpy array, as (B, N) of the same kind.
+# The one waveform check (a file utility too, so it lives in the leaf ``files.audio``).
+check_sig = check_waveform
 
-    It must be floating point, finite, with at least one item of ``minimum`` samples;
-    otherwise :class:`~focalcodec.errors.AudioError`.
-    """
-    if not (torch.is_tensor(sig) or isinstance(sig, np.ndarray)):
-        raise AudioError(f"audio must be a tensor or numpy array, got {type(sig)}")
-    if sig.ndim == 1:
-        sig = sig[None]
-    if sig.ndim != 2:
-        raise AudioError(
-            f"audio must have shape (samples,) or (batch, samples), got "
-            f"{tuple(sig.shape)}; downmix multichannel audio first"
+
+def output_length(
+    num_samples: int, sample_rate_input: int, sample_rate_output: int
+) -> int:
+    """Output samples that ``num_samples`` input samples decode to, rounded down:
+    ``num_samples * sample_rate_output // sample_rate_input``. The one rounding of
+    both backends (``codec.output_length``), of files and of streams."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+        raise InputError(f"a sample count must be an integer, got {num_samples!r}")
+    if num_samples < 0:
+        raise InputError(f"a sample count cannot be negative, got {num_samples}")
+    return int(num_samples) * int(sample_rate_output) // int(sample_rate_input)
+
+
+def check_output_length(value: Any, sample_rate: int) -> int | None:
+    """An ``output_length`` argument: None, or a whole number of samples in
+    [1, :data:`MAX_OUTPUT_SECONDS` * ``sample_rate``]; else
+    :class:`~focalcodec.errors.InputError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(
+            f"output_length must be a whole number of samples, got {value!r}"
         )
-    floating = (
-        sig.is_floating_point()
-        if torch.is_tensor(sig)
-        else np.issubdtype(sig.dtype, np.floating)
-    )
-    if not floating:
-        raise AudioError(
-            f"audio must be floating point in [-1, 1], got {sig.dtype}; for int16 "
-            "PCM divide by 32768"
+    limit = MAX_OUTPUT_SECONDS * int(sample_rate)
+    if not 1 <= value <= limit:
+        raise InputError(
+            f"output_length={value} is impossible: give 1 to {limit} samples "
+            f"({MAX_OUTPUT_SECONDS // 3600} hours at {sample_rate} Hz)"
         )
-    if sig.shape[0] == 0 or sig.shape[1] < minimum:
-        raise AudioError(
-            f"audio is too short: {sig.shape[1]} samples, need at least {minimum} "
-            f"({1000 * minimum / sample_rate:g} ms)"
-        )
-    finite = (
-        torch.isfinite(sig).all() if torch.is_tensor(sig) else np.isfinite(sig).all()
-    )
+    return int(value)
+
+
+def check_finite(x: Any, what: str) -> Any:
+    """``x`` (a tensor or array the model made), unless it holds NaN or infinity:
+    then :class:`~focalcodec.errors.InputError`, rather than tokens or audio that
+    are silently garbage (one input sample at 1e30 makes every latent NaN, and every
+    token 0). One pass over ``x``: cheap next to the network that made it."""
+    finite = x.isfinite().all() if torch.is_tensor(x) else np.isfinite(x).all()
     if not bool(finite):
-        raise AudioError("audio contains NaN or infinite samples")
-    return sig
+        raise InputError(
+            f"the {what} hold NaN or infinite values: the input is far beyond full "
+            "scale (audio must lie in [-1, 1]) or the model's weights are broken"
+        )
+    return x
 
 
 def check_toks(toks: Any, codebook_size: int, dims: int | None = None) -> Any:

@@ -23,15 +23,17 @@ from typing import Any
 
 import torch
 
-from .config import apply_overrides, load_config, normalize_config
+from .config import MAX_PARAMETERS, apply_overrides, load_config, normalize_config
 from .errors import CheckpointError, ConfigError
-from .io.atomic import atomic_write
+from .fcz.limits import MAX_NAME_BYTES
+from .files.atomic import atomic_write
 
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_STREAMING_MODEL",
     "HUB_USER",
     "build",
+    "check_budget",
     "convert_legacy_state_dict",
     "dump",
     "list_models",
@@ -49,8 +51,6 @@ __all__ = [
 HUB_USER = "lucadellalib"
 DEFAULT_MODEL = "focalcodec_50hz"  # offline verbs
 DEFAULT_STREAMING_MODEL = "focalcodec_50hz_2k_causal"  # focalcodec stream
-# Stored in headers, so at most this many UTF-8 bytes (the .fcz name field).
-MAX_NAME_BYTES = 255
 _REPO_ID = re.compile(r"[\w\-]+/[\w\-.]+")
 
 
@@ -138,12 +138,49 @@ def build(cls, source, pretrained: bool, overrides: dict | None, **hub_kwargs):
             raise ConfigError("pretrained=True needs a path or repo id, not a dict")
     else:
         config, weights = _resolve(str(source), pretrained, hub_kwargs)
-    model = cls(**normalize_config(apply_overrides(config, overrides)))
+    where = "config" if isinstance(source, dict) else f"config of {source}"
+    try:
+        config = normalize_config(apply_overrides(config, overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    check_budget(cls, config, where)
+    model = cls(**config)
     if weights is not None:
         load_weights(model, weights)
     if not isinstance(source, dict):
         model.model_id = str(source)
     return model
+
+
+# What a component's constructor raises for values that are valid one by one but do
+# not fit together (num_heads that does not divide dim, mismatched list lengths, ...).
+_BUILD_ERRORS = (ValueError, TypeError, ZeroDivisionError, RuntimeError, IndexError)
+
+
+def check_budget(cls, config: dict[str, Any], where: str = "config") -> int:
+    """Build ``cls(**config)`` on the meta device (shapes only, no memory) and count
+    its weights and buffers; raise :class:`ConfigError` when the config cannot be built
+    or holds more than :data:`focalcodec.config.MAX_PARAMETERS` values.
+
+    Returns
+    -------
+        The count.
+    """
+    try:
+        with torch.device("meta"):
+            model = cls(**config)
+    except ConfigError:
+        raise
+    except _BUILD_ERRORS as exc:
+        raise ConfigError(f"{where}: the values do not fit together ({exc})") from None
+    count = sum(t.numel() for t in model.parameters())
+    count += sum(t.numel() for t in model.buffers())
+    if count > MAX_PARAMETERS:
+        raise ConfigError(
+            f"{where}: the model would hold {count:,} weights, over the "
+            f"{MAX_PARAMETERS:,} allowed; the config is corrupted or not a codec"
+        )
+    return count
 
 
 def _resolve(source: str, pretrained: bool, hub_kwargs: dict) -> tuple[dict, Any]:

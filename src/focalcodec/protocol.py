@@ -18,6 +18,8 @@ Rates, all read-only and derived in one place by each backend::
     token_rate          sample_rate_input / hop_length
     output_hop_length   output samples per token
     sample_rate_output  token_rate * output_hop_length
+    output_length(n)    output samples of n input samples: n * out // in, rounded down
+    num_tokens(n)       tokens of n input samples
     chunk_size          input samples per streaming step (1280 = 80 ms)
     chunk_tokens        chunk_size / hop_length, the tokens of one step
 
@@ -91,6 +93,13 @@ class Codec(Protocol):
     @property
     def min_samples(self) -> int:
         """Shortest input that offline encoding accepts."""
+
+    def output_length(self, num_samples: int) -> int:
+        """Output samples that ``num_samples`` input samples decode to (rounded down):
+        the one rule, ``focalcodec.inputs.output_length``."""
+
+    def num_tokens(self, num_samples: int) -> int:
+        """Tokens that :meth:`sig_to_toks` gives for ``num_samples`` input samples."""
 
     @property
     def causal(self) -> bool:

@@ -1,13 +1,16 @@
-"""Where code runs: device choice and the ``torchrun`` process group.
+"""Where code runs: device choice, inference precision, the ``torchrun`` process group.
 
-One owner for both, used by the command line, training, tokenization, probes and the
-token LM. ``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; without them
-everything runs in one process. NCCL is used when the processes have GPUs, gloo
+One owner for all three, used by the command line, training, tokenization, probes, the
+fast modes and the token LM. Half-precision inference has one check and one refusal
+(:func:`check_precision`) and one context (:func:`autocast`). ``torchrun`` sets
+``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; without them everything runs in one
+process. NCCL is used when the processes have GPUs, gloo
 otherwise (so the distributed paths also run on CPU machines and in tests).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -21,11 +24,15 @@ import torch.distributed as dist
 from .errors import InputError
 
 __all__ = [
+    "PRECISIONS",
     "DistInfo",
     "all_reduce_mean",
     "any_rank",
+    "autocast",
     "barrier",
+    "check_precision",
     "cleanup",
+    "keep_freed_memory",
     "native_bf16",
     "resolve_device",
     "setup",
@@ -86,6 +93,69 @@ def native_bf16(device: torch.device) -> bool:
         return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+# Inference precisions: the autocast type of each (None: float32 throughout).
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def check_precision(
+    precision: str, device: torch.device, instead: str = "fp32"
+) -> torch.dtype | None:
+    """The autocast type of ``precision`` on ``device``, or the one refusal.
+
+    Refused (:class:`~focalcodec.errors.InputError`): an unknown name; fp16 on a CPU
+    (no fast float16 there); bf16 where :func:`native_bf16` is false, since emulated
+    bf16 gains nothing over float32.
+
+    Parameters
+    ----------
+    precision
+        A key of :data:`PRECISIONS`.
+    device
+        Where the model runs.
+    instead
+        What the refusal tells the user to use instead (a precision, a fast mode).
+
+    Returns
+    -------
+        ``torch.bfloat16``, ``torch.float16``, or None for fp32.
+    """
+    dtype = _precision_dtype(precision)
+    if dtype is torch.float16 and device.type == "cpu":
+        raise InputError(
+            f"precision fp16 needs a GPU ({device} has no fast float16); use {instead}"
+        )
+    if dtype is torch.bfloat16 and not native_bf16(device):
+        raise InputError(
+            "precision bf16 needs native bf16 (a GPU from Ampere on, or a CPU with "
+            f"AVX512-BF16 or AMX); {device} would emulate it, gaining nothing over "
+            f"fp32: use {instead}"
+        )
+    return dtype
+
+
+def autocast(
+    device: torch.device | str, precision: str
+) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``precision`` on ``device``'s type; fp32: a null context.
+
+    It does not check the hardware: call :func:`check_precision` once first.
+    """
+    dtype = _precision_dtype(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def _precision_dtype(precision: str) -> torch.dtype | None:
+    if precision not in PRECISIONS:
+        raise InputError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
 
 
 @dataclass(frozen=True)
@@ -180,6 +250,39 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def keep_freed_memory(keep_mb: int = 256) -> bool:
+    """Let glibc keep up to ``keep_mb`` MB of freed heap for reuse (``mallopt``).
+
+    A streaming step allocates and frees tens of MB of tensors (the key/value caches
+    and contexts of its state). By default glibc hands freed memory at the top of its
+    heap back to the system at once, so the next step faults the same pages in again:
+    thousands of page faults per 80 ms block, which make up much of a block's time
+    and most of its variance on the development VM (``docs/performance.md``). This
+    sets, for the whole process, the trim threshold to ``keep_mb`` and the mmap
+    threshold to glibc's largest (32 MB; setting one disables glibc's adaptive choice
+    of both). Resident memory may then stay up to ``keep_mb`` above what is in use;
+    :func:`release_free_memory` still hands it back when called. Returns False where
+    glibc's ``mallopt`` is missing (other C libraries, other systems).
+    """
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
+        return False
+    trim_threshold, mmap_threshold = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+    ok = mallopt(mmap_threshold, 32 * 2**20)
+    return bool(ok and mallopt(trim_threshold, keep_mb * 2**20))
+
+
+@functools.cache
+def _libc_function(name: str):
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return getattr(libc, name)  # glibc's; absent from musl and other C libraries
+    except (OSError, AttributeError):
+        return None
 
 
 @functools.cache

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from focalcodec.cli import app
-from focalcodec.io import bitstream
+from focalcodec.fcz import bitstream
 from support import one_line_error, run_cli
 
 

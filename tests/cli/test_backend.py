@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from focalcodec.cli import options as cli_backend
-from focalcodec.io import bitstream
-from focalcodec.io.audio import load_audio
+from focalcodec.fcz import bitstream
+from focalcodec.files.audio import load_audio
+from focalcodec.pipeline import models as loader
 
 pytest.importorskip("onnxruntime")
 from support import (  # noqa: E402  (skips without the onnx extra)
@@ -132,9 +132,9 @@ def test_missing_onnxruntime_is_a_usage_error(
     tmp_path, monkeypatch, models, clip, capsys
 ) -> None:
     _, export = models
-    real = cli_backend.importlib.util.find_spec
+    real = loader.importlib.util.find_spec
     monkeypatch.setattr(
-        cli_backend.importlib.util,
+        loader.importlib.util,
         "find_spec",
         lambda name, *a: None if name == "onnxruntime" else real(name, *a),
     )

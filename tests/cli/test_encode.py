@@ -5,14 +5,15 @@ from __future__ import annotations
 import io
 import json
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from focalcodec.cli import encode
-from focalcodec.io import atomic, bitstream
-from focalcodec.io.audio import load_audio
+from focalcodec.fcz import bitstream
+from focalcodec.files.audio import load_audio
+from focalcodec.pipeline import files
 from support import NOISY, one_line_error, rel_files, run_cli
 
 
@@ -104,18 +105,19 @@ def test_bad_containers_and_models(tmp_path, clips, golden_dir, model, capsys):
 
 
 def test_ctrl_c_leaves_no_partial_files(tmp_path, tree, model, monkeypatch):
-    real = encode.write_output
+    real = files.output_file
     calls = []
 
-    def interrupted(item, data, *, force):
-        calls.append(item)
-        if len(calls) == 2:
-            with atomic.atomic_write(item.dst, force=force) as fileobj:
-                fileobj.write(data[:10])
+    @contextmanager
+    def interrupted(dest, **kwargs):
+        calls.append(dest)
+        with real(dest, **kwargs) as out:
+            if len(calls) == 2:
+                out.file.write(b"FCZ partial")
                 raise KeyboardInterrupt
-        real(item, data, force=force)
+            yield out
 
-    monkeypatch.setattr(encode, "write_output", interrupted)
+    monkeypatch.setattr(files, "output_file", interrupted)
     out = tmp_path / "out"
     assert run_cli("encode", tree, "-o", out, "-m", model, "-q") == 130
     # The first output is complete; the interrupted one left nothing, not even a temp.

@@ -10,7 +10,7 @@ import torch
 
 from focalcodec import FocalCodec
 from focalcodec.cli import main
-from focalcodec.io.audio import load_audio
+from focalcodec.files.audio import load_audio
 from support import one_line_error
 
 MODEL = "noncausal_vocos_50hz"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import soundfile as sf
 
-from focalcodec.io.audio import load_audio
+from focalcodec.files.audio import load_audio
 from support import rel_files, run_cli
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from focalcodec.io import bitstream
-from focalcodec.io.audio import load_audio
-from focalcodec.io.tokens import TokenDataset
+from focalcodec.fcz import bitstream
+from focalcodec.files.audio import load_audio
 from focalcodec.runtime import native_bf16
+from focalcodec.tokens.dataset import TokenDataset
 from support import CLIPS as CLEAN
 from support import NOISY
 from support import run_cli as run
@@ -105,7 +105,11 @@ def test_parquet_format(tmp_path, tree, model):
     assert run("tokenize", tree, "-o", npy, "-m", model, "-q") == 0
     for a, b in zip(TokenDataset(out), TokenDataset(npy), strict=True):
         np.testing.assert_array_equal(a["tokens"], b["tokens"])
-    assert sorted(p.suffix for p in out.iterdir()) == [".json", ".jsonl", ".parquet"]
+    suffixes = sorted(p.suffix for p in out.iterdir())
+    assert suffixes == [".json", ".jsonl", ".md", ".parquet"]  # with a dataset card
+    card = (out / "README.md").read_text()
+    assert "| codebook size | 4096 (12 bits per token) |" in card
+    assert f"focalcodec tokenize {tree} -o {out}" in card
 
 
 def test_tokens_back_to_audio(tmp_path, tree, model):
@@ -166,9 +170,9 @@ def test_exact_and_batched_exclude_each_other(tmp_path, tree, model, capsys):
 def test_bf16_is_refused_where_the_cpu_would_emulate_it(
     tmp_path, tree, model, monkeypatch, capsys
 ):
-    from focalcodec.io import tokenizer
+    from focalcodec import runtime
 
-    monkeypatch.setattr(tokenizer, "native_bf16", lambda device: False)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
     out = tmp_path / "toks"
     args = ["tokenize", tree, "-o", out, "-m", model, "--device", "cpu"]
     assert run(*args, "--precision", "bf16") == 1

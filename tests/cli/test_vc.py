@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import soundfile as sf
 
-from focalcodec.io.audio import load_audio
+from focalcodec.files.audio import load_audio
 from support import run_cli
 
 REFERENCES = [

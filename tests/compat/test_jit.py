@@ -93,7 +93,7 @@ def test_graphs_are_torchscript_and_really_run(golden_dir: Path, monkeypatch) ->
     def eager_is_gone(*args, **kwargs):
         raise AssertionError("the eager encoder ran")
 
-    monkeypatch.setattr(jitted.encoder.eager, "forward", eager_is_gone)
+    monkeypatch.setattr(jitted.encoder.net, "forward", eager_is_gone)
     assert torch.equal(jitted.sig_to_toks(sig), first)  # same shape: the graph runs
     with pytest.raises(AssertionError, match="eager encoder ran"):
         jitted.sig_to_toks(sig[:, :9000])  # a new shape is traced from the eager code
@@ -111,7 +111,7 @@ def test_jit_classes_selects_networks(golden_dir: Path) -> None:
         model.jit(classes=[torch.nn.Linear])
     again = model.jit().jit()
     assert isinstance(again.encoder, TracedNetwork)
-    assert not isinstance(again.encoder.eager, TracedNetwork)
+    assert not isinstance(again.encoder.net, TracedNetwork)
 
 
 def test_jit_runs_under_inference_mode(golden_dir: Path) -> None:

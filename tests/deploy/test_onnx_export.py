@@ -24,7 +24,7 @@ from focalcodec.deploy.onnx_graphs import (
     stream_template,
 )
 from focalcodec.errors import InputError
-from focalcodec.io.atomic import OutputExistsError
+from focalcodec.files.atomic import OutputExistsError
 from focalcodec.modules.attention import GatedRelativeAttention
 from focalcodec.streaming.steps import decode_step, encode_step
 from support import AUDIO_TOL, CAUSAL, GOLDEN_CASES, exported, load_golden, max_abs

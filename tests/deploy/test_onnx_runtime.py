@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from focalcodec.errors import AudioError, CheckpointError, InputError, StreamingError
-from focalcodec.io.compress import compress, decompress
+from focalcodec.pipeline.compress import compress, decompress
 from focalcodec.protocol import Codec
 from focalcodec.streaming.session import StreamingSession
 from focalcodec.streaming.steps import decode_step, encode_step

@@ -7,7 +7,7 @@ import pytest
 
 from focalcodec.eval.base import EvalItem, MetricModels
 from focalcodec.eval.quality import DNSMOS
-from focalcodec.io.audio import load_audio
+from focalcodec.files.audio import load_audio
 
 
 def test_dnsmos_prefers_clean_speech(data_dir):

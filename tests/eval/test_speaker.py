@@ -9,7 +9,7 @@ import pytest
 
 from focalcodec.eval.base import EvalItem, MetricModels
 from focalcodec.eval.speaker import SpeakerSimilarity, cosine
-from focalcodec.io.audio import load_audio
+from focalcodec.files.audio import load_audio
 
 
 class FakeEmbedder:

@@ -12,9 +12,9 @@ import torch
 
 from focalcodec import FocalCodec
 from focalcodec.cli import main
-from focalcodec.io.compress import header_for
-from focalcodec.io.tokens import write_tokens
+from focalcodec.identity import header_for
 from focalcodec.lm import LMConfig, TokenLM, save_lm
+from focalcodec.tokens.dataset import write_tokens
 
 pytest.importorskip("constriction")
 
@@ -61,8 +61,8 @@ def make_lm(folder: Path, model: str, seed: int = 0, favour=None) -> Path:
 
 @pytest.fixture(scope="module")
 def clip_tokens(clip, model) -> np.ndarray:
-    from focalcodec.io.audio import load_audio
-    from focalcodec.io.compress import encode_tokens
+    from focalcodec.files.audio import load_audio
+    from focalcodec.pipeline.compress import encode_tokens
 
     sig, rate = load_audio(clip)
     return encode_tokens(sig, rate, FocalCodec.from_pretrained(model).eval())[0]

@@ -14,10 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 from focalcodec.errors import ConfigError
-from focalcodec.io.tokens import write_tokens
 from focalcodec.lm import load_lm
 from focalcodec.lm.data import PAD, LMCollate, Windows, open_tokens
 from focalcodec.lm.train import load_lm_config, run
+from focalcodec.tokens.dataset import write_tokens
 from focalcodec.train.checkpoint import list_checkpoints
 
 pytest.importorskip("yaml")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from focalcodec.errors import DataError
-from focalcodec.io.manifest import Entry
+from focalcodec.files.manifest import Entry
 from focalcodec.probe.data import (
     ProbeDataset,
     assign_splits,

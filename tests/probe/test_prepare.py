@@ -12,7 +12,7 @@ import soundfile as sf
 
 from focalcodec.cli import main
 from focalcodec.errors import DataError, OutputExistsError
-from focalcodec.io.manifest import scan
+from focalcodec.files.manifest import scan
 from focalcodec.probe.prepare import (
     iemocap,
     librispeech_asr,

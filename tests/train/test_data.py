@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from focalcodec.errors import AudioError, CheckpointError, ConfigError, DataError
-from focalcodec.io.manifest import read_manifest
+from focalcodec.files.manifest import read_manifest
 from focalcodec.train.cache import FeatureCache, module_fingerprint
 from focalcodec.train.data import (
     AudioDataset,

@@ -54,6 +54,8 @@ VERBS: dict[str, Verb] = {
     "train": Verb("train", "train or fine-tune a codec", "train"),
     "lm": Verb("lm", "train, evaluate and sample a token language model", "lm"),
     "probe": Verb("probe", "ASR and classification probes on tokens", "probe"),
+    "serve": Verb("serve", "serve live streams and files over HTTP/WebSocket", "serve"),
+    "client": Verb("client", "stream a file or the mic through a server", "serve"),
 }
 
 
@@ -128,6 +130,9 @@ def _run_safely(args: argparse.Namespace) -> int:
         if quiet:
             warnings.simplefilter("ignore")
         try:
+            from .options import apply_kernels  # imports torch: not for --help
+
+            apply_kernels(args)
             return int(args.run(args) or EXIT_OK)
         except KeyboardInterrupt:
             error("interrupted; finished outputs are kept, no partial files remain")

@@ -5,54 +5,46 @@ directory; ``-`` means stdin or stdout. A bad file is reported on one line and t
 goes on; the exit status is 1 when anything failed.
 
 Every decision about an output is made on its resolved path before anything is written
-(see :mod:`focalcodec.io.atomic`): an output that is one of the inputs (any spelling,
+(see :mod:`focalcodec.files.atomic`): an output that is one of the inputs (any spelling,
 symlink or hard link) is refused even with ``--force``, an existing one without it, and
 an output folder inside an input folder is left out of that input's scan. Outputs are
 written atomically; ``--skip-existing`` lets an interrupted batch finish where it
-stopped. Files of any length go through :mod:`focalcodec.io.longaudio` with bounded
-memory.
+stopped. The work itself is the library's: each item becomes a
+:class:`~focalcodec.pipeline.files.Job` for :mod:`focalcodec.pipeline.files`, which
+handles files of any length with bounded memory.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import shutil
 import sys
-import tempfile
-import warnings
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-import numpy as np
-
-from ..errors import AudioError, ClippingWarning, FocalCodecError, UsageError
-from ..io.atomic import atomic_write, file_id, resolve
-from ..io.audio import AudioReader, audio_format
-from ..io.compress import encode_batch, prepare_signal
-from ..io.longaudio import fits_whole, iter_decode, iter_encode, write_pieces
-from ..io.manifest import find_files
+from ..errors import AudioError, FocalCodecError, UsageError
+from ..files.atomic import file_id, resolve
+from ..files.audio import audio_format, check_writable
+from ..files.manifest import find_files
+from ..pipeline.files import Job
 from ..runtime import release_free_memory
-from .progress import Tally, bars_wanted, file_bar
-from .report import error, message, write_line
+from .progress import FileBar, Tally, bars_wanted
+from .report import error, message, printable, write_line
 
 __all__ = [
     "Item",
     "Outcome",
     "check_audio_output",
-    "encode_chunk",
-    "open_output",
+    "job_for",
     "out_suffix",
+    "output_rate",
     "per_item",
     "plan",
     "read_input",
     "run_batch",
-    "save_audio",
-    "write_output",
+    "run_files",
 ]
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -65,13 +57,11 @@ class Item:
     src: Path | None
     dst: Path | None
     error: str | None = None
-    record: dict | None = None
     keep: tuple = ()  # inputs that this item's output must never be
     skip: bool = False  # the output is already there and --skip-existing was given
     seconds: float = 0.0  # audio handled, for the summary
     size: int = 0  # bytes written, for the summary
     bars: bool = False  # draw a progress bar if the file is long
-    stdin: bytes | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -121,8 +111,11 @@ def plan(
         src = Path(text)
         if src.is_dir():
             exclude = _tree_exclude(src, output, suffixes, out_suffix)
-            files = find_files(src, suffixes, exclude=exclude)
-            if not files:
+            problems: list[tuple[str, str]] = []
+            files = find_files(src, suffixes, exclude=exclude, problems=problems)
+            # Unreadable folders, links out of the tree: one error line each.
+            items += [Item(Path(path), None, why) for path, why in problems]
+            if not files and not problems:
                 items.append(Item(src, None, f"no {'/'.join(suffixes)} files found"))
             for path in files:
                 rel = path.relative_to(src).with_suffix(out_suffix)
@@ -236,7 +229,7 @@ def run_batch(
     tally = Tally(skipped=sum(i.skip for i in items))
     for item in items:
         if item.error:
-            error(f"{item.name}: {item.error}")
+            error(f"{printable(item.name)}: {item.error}")
             failed += 1
     todo = [i for i in items if not i.error and not i.skip]
     bars = bars_wanted(quiet)
@@ -268,111 +261,55 @@ def _report(item: Item, exc: BaseException) -> None:
         raise exc
     known = isinstance(exc, (FocalCodecError, OSError))
     kind = "" if known else f"{type(exc).__name__}: "
-    text = message(exc)
-    prefix = "" if text.startswith(item.name) else f"{item.name}: "
+    name = printable(item.name)
+    text = message(exc, item.name)
+    prefix = "" if text.startswith(name) else f"{name}: "
     error(f"{prefix}{kind}{text}")
 
 
 def read_input(item: Item) -> Any:
-    """A path, or a seekable in-memory copy of stdin (read once per item)."""
-    if item.src is not None:
-        return item.src
-    if item.stdin is None:
-        item.stdin = sys.stdin.buffer.read()
-    data = io.BytesIO(item.stdin)
-    data.name = item.name  # for the messages of the audio reader
-    return data
+    """The item's source: its path, or stdin's binary stream (``-``)."""
+    return sys.stdin.buffer if item.src is None else item.src
 
 
-@contextmanager
-def open_output(item: Item, *, force: bool) -> Iterator[BinaryIO]:
-    """A seekable binary file that becomes the item's output when the block succeeds.
+def job_for(item: Item) -> Job:
+    """The pipeline job of an item: ``-`` is stdin or stdout, with a progress bar."""
+    dest = sys.stdout.buffer if item.dst is None else item.dst
+    bar = FileBar(item.bars, item.name)
+    return Job(read_input(item), dest, item.name, item.keep, bar)
 
-    ``dst`` is written atomically (never an input, never an existing file without
-    ``force``); stdout gets the bytes of a temporary file once it is complete.
+
+def run_files(
+    items: list[Item],
+    process: Callable[[list[Job]], list],
+    *,
+    quiet: bool,
+    verb: str,
+    batch_size: int = 1,
+) -> int:
+    """Run a pipeline on the items' jobs, chunk by chunk, and report (:func:`run_batch`).
+
+    ``process`` takes a chunk of jobs and returns, per job, a
+    :class:`~focalcodec.pipeline.files.FileReport` or the exception that stopped it.
     """
-    if item.dst is None:
-        with tempfile.TemporaryFile() as fileobj:
-            yield fileobj
-            item.size = fileobj.seek(0, os.SEEK_END)
-            fileobj.seek(0)
-            shutil.copyfileobj(fileobj, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-        return
-    with atomic_write(item.dst, force=force, inputs=item.keep) as fileobj:
-        yield fileobj
-        # The end, not tell(): audio writers seek back to finish their header.
-        item.size = fileobj.seek(0, os.SEEK_END)
 
-
-def write_output(item: Item, data: bytes, *, force: bool) -> None:
-    """Write bytes to stdout, or atomically to ``item.dst``."""
-    with open_output(item, force=force) as fileobj:
-        fileobj.write(data)
-
-
-# ---------------------------------------------------------------------------------------
-# Audio in and out
-# ---------------------------------------------------------------------------------------
-
-
-def open_reader(item: Item, codec: Any) -> AudioReader:
-    """The item's audio, read piece by piece at the model's input rate."""
-    reader = AudioReader(read_input(item), int(codec.sample_rate_input))
-    reader.name = item.name
-    item.seconds = reader.num_samples / codec.sample_rate_input
-    return reader
-
-
-def encode_long(item: Item, reader: AudioReader, codec: Any) -> Iterator[np.ndarray]:
-    """Token pieces of a long item, with its progress bar (bounded memory)."""
-    with file_bar(item.bars, item.name, item.seconds) as update:
-        yield from iter_encode(codec, reader, update)
-    _warn_clipping(reader)
-
-
-def _warn_clipping(reader: AudioReader) -> None:
-    if reader.clipping:
-        warnings.warn(
-            f"{reader.name}: {reader.clipping}", ClippingWarning, stacklevel=2
-        )
-
-
-def encode_chunk(chunk: list[Item], codec: Any) -> tuple[Outcome, list]:
-    """Load, resample and tokenize a chunk of audio items.
-
-    Short items share forward passes; an item longer than
-    :data:`~focalcodec.io.longaudio.WHOLE_SECONDS` is read and encoded piece by piece.
-    Returns per-item outcomes and, for the items that worked, ``(index, toks,
-    num_samples, source_rate)``.
-    """
-    outcome: Outcome = [None] * len(chunk)
-    sigs, meta, done = [], [], []
-    for i, item in enumerate(chunk):
+    def work(chunk: list[Item]) -> Outcome:
+        jobs = [job_for(item) for item in chunk]
         try:
-            with open_reader(item, codec) as reader:
-                if fits_whole(codec, reader.num_samples):
-                    sig = reader.read_all()
-                    _warn_clipping(reader)
-                    sigs.append(
-                        prepare_signal(sig, reader.sample_rate, codec, item.name)
-                    )
-                    meta.append((i, reader.source_rate))
-                    continue
-                toks = np.concatenate(list(encode_long(item, reader, codec)))
-                done.append((i, toks, reader.num_samples, reader.source_rate))
-        except Exception as exc:
-            outcome[i] = exc
-    try:
-        all_toks = encode_batch(sigs, codec) if sigs else []
-    except Exception as exc:
-        for i, _ in meta:
-            outcome[i] = exc
-        return outcome, done
-    done += [
-        (i, t, len(s), r) for (i, r), t, s in zip(meta, all_toks, sigs, strict=True)
-    ]
-    return outcome, sorted(done, key=lambda entry: entry[0])
+            results = process(jobs)
+        finally:
+            for job in jobs:
+                job.progress.close()
+        outcome: Outcome = []
+        for item, result in zip(chunk, results, strict=True):
+            if isinstance(result, BaseException):
+                outcome.append(result)
+                continue
+            item.seconds, item.size = result.seconds, result.size
+            outcome.append(None)
+        return outcome
+
+    return run_batch(items, work, quiet=quiet, batch_size=batch_size, verb=verb)
 
 
 def out_suffix(args: argparse.Namespace) -> str:
@@ -380,51 +317,11 @@ def out_suffix(args: argparse.Namespace) -> str:
     return "." + (args.format or "wav")
 
 
-def decode_to_output(
-    item: Item,
-    codec: Any,
-    toks: np.ndarray,
-    num_samples: int,
-    args: argparse.Namespace,
-    **knn: Any,
-) -> None:
-    """Decode tokens (L,) of ``num_samples`` input samples and write the item's audio.
-
-    Long token streams are decoded and written piece by piece (bounded memory).
-    ``knn`` may hold ``matching_set`` and ``topk`` (voice conversion).
-    """
-    rate = int(codec.sample_rate_output)
-    length = num_samples * rate // int(codec.sample_rate_input)
-    item.seconds = num_samples / codec.sample_rate_input
-    with file_bar(item.bars, item.name, item.seconds) as update:
-        pieces = iter_decode(codec, toks, length, progress=update, **knn)
-        save_audio(item, pieces, rate, args)
-
-
-def save_audio(
-    item: Item,
-    sig: np.ndarray | Iterable[np.ndarray],
-    rate: int,
-    args: argparse.Namespace,
-) -> None:
-    """Write audio at ``rate``, a waveform (N,) or its pieces, to the item's output,
-    resampled and encoded as ``--sample-rate`` and ``--format`` ask."""
-    target = _output_rate(rate, args.sample_rate, item.record or {})
-    if args.format or item.dst is None:
-        fmt = (args.format or "wav").upper()
-    else:
-        fmt = audio_format(item.dst)
-    pieces = [sig] if isinstance(sig, np.ndarray) else sig
-    with open_output(item, force=args.force) as fileobj:
-        write_pieces(fileobj, pieces, rate, target, fmt)
-
-
-def _output_rate(rate: int, wanted: str | None, record: dict) -> int:
-    if wanted is None:
-        return rate
-    if wanted == "source":
-        return int(record.get("source_rate") or rate)
-    return _sample_rate(wanted)
+def output_rate(args: argparse.Namespace) -> int | str | None:
+    """``--sample-rate`` for the pipelines: Hz, ``"source"`` or None."""
+    if args.sample_rate in (None, "source"):
+        return args.sample_rate
+    return _sample_rate(args.sample_rate)
 
 
 def _sample_rate(wanted: str) -> int:
@@ -440,26 +337,36 @@ def _sample_rate(wanted: str) -> int:
 def check_audio_output(args: argparse.Namespace) -> None:
     """Checks of the audio output options, before any work (usage errors, status 2).
 
-    ``--sample-rate`` must be a plausible rate or ``source``; a single -o FILE needs an
-    audio suffix, or --format, and they must agree.
+    ``--sample-rate`` must be a plausible rate or ``source``, one that the output
+    format can be written at; a single -o FILE needs an audio suffix, or --format,
+    and they must agree.
     """
-    if args.sample_rate not in (None, "source"):
-        _sample_rate(args.sample_rate)
+    rate = output_rate(args)
     out = args.output
-    if out is None or out == "-" or Path(out).is_dir() or out.endswith(("/", "\\")):
-        return
-    if len(args.inputs) > 1 or any(Path(i).is_dir() for i in args.inputs):
-        return
-    if not Path(out).suffix:
+    fmt = args.format
+    single = not (
+        out is None
+        or out == "-"
+        or Path(out).is_dir()
+        or out.endswith(("/", "\\"))
+        or len(args.inputs) > 1
+        or any(Path(i).is_dir() for i in args.inputs)
+    )
+    if single and not Path(out).suffix:
         if not args.format:
             raise UsageError(
                 f"-o {out}: add an audio suffix (.wav, .flac, .ogg, .mp3), pass "
                 "--format, or end it with / to make it a directory"
             )
-        return
-    try:
-        fmt = audio_format(out).lower()
-    except AudioError as exc:
-        raise UsageError(str(exc)) from None
-    if args.format and args.format != fmt:
-        raise UsageError(f"-o {out} does not match --format {args.format}")
+    elif single:
+        try:
+            fmt = audio_format(out).lower()
+        except AudioError as exc:
+            raise UsageError(str(exc)) from None
+        if args.format and args.format != fmt:
+            raise UsageError(f"-o {out} does not match --format {args.format}")
+    if isinstance(rate, int):
+        try:
+            check_writable(audio_format(f"x.{fmt or 'wav'}"), rate)
+        except AudioError as exc:
+            raise UsageError(f"--sample-rate: {exc}") from None

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import io
+from typing import Any
 
-from ..io import bitstream
-from ..io.bitstream import FCZ_SUFFIX
-from ..io.compress import check_model, coder_for, loadable_name
-from .batch import (
-    Item,
-    check_audio_output,
-    decode_to_output,
-    out_suffix,
-    per_item,
-    plan,
-    read_input,
-    run_batch,
-)
+from ..fcz.bitstream import FCZ_SUFFIX
+from ..identity import loadable_name
+from ..pipeline.files import Job, decode_files
+from ..pipeline.models import Models
+from .batch import check_audio_output, out_suffix, output_rate, plan, run_files
 from .options import (
-    Models,
     add_audio_output,
     add_backend,
     add_common,
@@ -63,38 +54,24 @@ def run(args: argparse.Namespace) -> int:
 
         entropy = LMEntropyModel(args.lm)
 
-    def work(item: Item) -> None:
-        container, codec = read_container(item, args.model, models, entropy)
-        item.record = {"source_rate": container.header.source_sample_rate}
-        decode_to_output(item, codec, container.toks, container.num_samples, args)
+    def process(jobs: list[Job]) -> list:
+        return [_decode(job, args, models, entropy) for job in jobs]
 
-    return run_batch(items, per_item(work), quiet=args.quiet, verb="decoded")
+    return run_files(items, process, quiet=args.quiet, verb="decoded")
 
 
-def read_container(
-    item: Item, spec: str | None, models: Models, entropy=None
-) -> tuple[bitstream.Container, object]:
-    """The item's container, every packet checked, and the codec to decode it.
+def _decode(job: Job, args: argparse.Namespace, models: Models, entropy) -> Any:
+    """Decode one job with --model, or with the model its header names (a packaged
+    name or Hub id only: see :func:`focalcodec.identity.loadable_name`)."""
 
-    ``entropy`` is the token LM of LM-coded files (``--lm``); other coded files need
-    nothing.
-    """
-    source = read_input(item)
-    with source if isinstance(source, io.BytesIO) else open(source, "rb") as fileobj:
-        reader = bitstream.Reader(fileobj)
-        codec = codec_for(reader.header, spec, models, item.name)
-        reader.attach(coder_for(reader.header, entropy))
-        return reader.read_all(), codec
+    def loader(header) -> Any:
+        return models.get(args.model or loadable_name(header, where=job.label))
 
-
-def codec_for(header: bitstream.Header, spec: str | None, models: Models, name: str):
-    """The --model codec, or the one the header names; checked against the header.
-
-    A header's name is loaded only if it is a packaged name or Hub id, never a local
-    path (see :func:`focalcodec.io.compress.loadable_name`).
-    """
-    if spec is None:
-        spec = loadable_name(header, where=name)
-    codec = models.get(spec)
-    check_model(header, codec, where=name)
-    return codec
+    return decode_files(
+        [job],
+        loader,
+        entropy=entropy,
+        force=args.force,
+        sample_rate=output_rate(args),
+        format=args.format,
+    )[0]

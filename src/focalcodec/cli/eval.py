@@ -12,15 +12,21 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from ..errors import UsageError
 from ..eval.asr import ASRMetric
 from ..eval.base import Metric, available_metrics, create_metric, load_plugin
 from ..eval.conversion import load_conversions, plan_conversions
 from ..eval.data import find_utterances
 from ..eval.runner import EvalOptions, ModelSpec, evaluate
-from .options import device_name, non_negative_int, positive_int, torch_device
+from .options import (
+    add_device,
+    add_kernels,
+    add_threads,
+    apply_threads,
+    non_negative_int,
+    positive_int,
+    torch_device,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -55,13 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_metric_options(parser)
     _add_vc_options(parser)
     run_group = parser.add_argument_group("execution")
-    run_group.add_argument(
-        "--device",
-        default="auto",
-        type=device_name,
-        help="cpu, cuda, ... (default: auto)",
-    )
-    run_group.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    add_device(run_group)
+    add_threads(run_group)
+    add_kernels(run_group)
     run_group.add_argument(
         "--batch-size",
         type=positive_int,
@@ -155,8 +157,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give at least one --model to evaluate")
     if args.force and args.resume:
         raise UsageError("--force starts over and --resume continues: give one")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     speakers = _split_list(args.speakers)
     utterances = find_utterances(
         args.data, split=args.split, speakers=speakers, limit=args.limit

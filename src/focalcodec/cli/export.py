@@ -59,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, then (unless --no-verify) compare ONNX Runtime with PyTorch."""
-    from ..codec import FocalCodec
+    from ..pipeline.models import load_codec
 
-    codec = FocalCodec.from_pretrained(args.model).eval()
+    codec = load_codec(args.model, "cpu")
     out = Path(args.output)
     streaming = codec.causal and not args.no_streaming
     manifest = export_onnx(codec, out, force=args.force, streaming=streaming)

@@ -1,4 +1,5 @@
-"""``focalcodec info``: what a ``.fcz`` file holds (model, duration, bitrate)."""
+"""``focalcodec info``: what a ``.fcz`` file holds (model, duration, bitrate), or with
+``--system`` what this machine runs the model on (torch, threads, kernel backend)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..io import bitstream
-from ..io.entropy import describe
+from ..errors import UsageError
+from ..fcz import bitstream
+from ..fcz.entropy import describe
 from .batch import Item, per_item, read_input, run_batch
 from .report import print_json
 
@@ -17,11 +19,23 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="FILE", help=".fcz files")
+    parser.add_argument("inputs", nargs="*", metavar="FILE", help=".fcz files")
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    parser.add_argument(
+        "--system",
+        action="store_true",
+        help="describe this machine instead: torch, threads, CPU flags and the "
+        "kernel backend of the matrix products (calibrates it on first use)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.system:
+        if args.inputs:
+            raise UsageError("info: give .fcz files or --system, not both")
+        return _system(args.json)
+    if not args.inputs:
+        raise UsageError("info: give one or more .fcz files (or --system)")
     items = [Item(None if t == "-" else Path(t), None) for t in args.inputs]
 
     def work(item: Item) -> None:
@@ -98,3 +112,46 @@ def _print_summary(name: str, s: dict[str, Any]) -> None:
             f"vs {s['packed_bytes']} packed, {s['coded_packets']} of {s['packets']} "
             "packets coded"
         )
+
+
+def _system(as_json: bool) -> int:
+    """Print what runs the model here (:func:`focalcodec.modules.kernels.describe`)."""
+    import torch
+
+    from ..modules import kernels
+
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info["kernels"] = kernels.describe()
+    if as_json:
+        print_json(info)
+        return 0
+    for line in kernel_lines(info["kernels"]):
+        print(line)
+    print(f"  GPU       {info['cuda'] or 'none'}")
+    return 0
+
+
+def kernel_lines(k: dict[str, Any]) -> list[str]:
+    """Text lines for ``kernels.describe()``: CPU, backend and why, measured rates."""
+    cpu = k["cpu"]
+    flags = [
+        f for f in ("avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx") if cpu[f]
+    ]
+    lines = [
+        f"  CPU       {cpu['model']} ({', '.join(flags) or 'no AVX2'}); torch "
+        f"{k['torch']}, {k['threads']} threads",
+        f"  kernels   {k['backend']}: {k['reason']} (available: "
+        f"{', '.join(k['available'])})",
+    ]
+    lines += [
+        f"            {n} unavailable: {why}" for n, why in k["unavailable"].items()
+    ]
+    record = k["calibration"] or {}
+    for i, (name, rate) in enumerate(record.get("rates", {}).items()):
+        lines.append(
+            f"  {'' if i else 'rates':<10}{name}: "
+            f"{rate.get('many_rows_gflops', 0):g} GFLOP/s on 512 rows, "
+            f"{rate.get('few_rows_gbps', 0):g} GB/s of weights on 4 rows"
+        )
+    return lines

@@ -140,11 +140,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from ..codec import FocalCodec
-    from ..io.atomic import atomic_write, check_output
-    from ..io.audio import audio_format, load_audio, write_audio
+    from ..files.atomic import atomic_write, check_output
+    from ..files.audio import audio_format, load_audio, write_audio
     from ..lm.files import load_lm
     from ..lm.sampling import SamplingConfig, continue_audio, generate_audio
+    from ..pipeline.models import load_codec
 
     out = Path(args.output)
     try:
@@ -155,7 +155,7 @@ def _sample(args: argparse.Namespace) -> int:
     check_output(out, force=args.force, inputs=inputs)
     device = torch_device(args.device)
     cfg = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
-    codec = FocalCodec.from_pretrained(args.model).eval().to(device)
+    codec = load_codec(args.model, device)
     lm = load_lm(args.lm, device)
     if args.lm_command == "continue":
         sig, rate = load_audio(args.prompt)

@@ -1,7 +1,9 @@
 """``focalcodec models``: the packaged models, or one model's card (``--details``).
 
 Every figure comes from the model itself (built on PyTorch's meta device: no weights,
-no download), so the table cannot disagree with what the models do.
+no download), so the table cannot disagree with what the models do. A card ends with
+what would run the model on this machine: the kernel backend of its matrix products
+(:func:`focalcodec.modules.kernels.describe`; ONNX exports run on ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..deploy.onnx_export import MANIFEST_NAME
 from ..errors import FocalCodecError
-from .options import ONNX_MANIFEST
 from .report import print_json
 
 __all__ = ["add_arguments", "run"]
@@ -77,15 +79,26 @@ def _details(args: argparse.Namespace) -> int:
     from ..deploy.modelcard import card, render
 
     model: Any = args.details
-    if (Path(model) / ONNX_MANIFEST).is_file():
+    if (Path(model) / MANIFEST_NAME).is_file():
         from ..deploy.onnx_runtime import OnnxCodec
 
         model = OnnxCodec(model)
     try:
+        onnx = not isinstance(model, str)
         if args.json:
-            print_json(card(model))
+            print_json(card(model) | ({} if onnx else {"kernels": _kernels()}))
         else:
             print(render(model))
+            if not onnx:
+                from .info import kernel_lines
+
+                print("\n".join(kernel_lines(_kernels())))
     except FocalCodecError as exc:
         raise FocalCodecError(f"no model card for {args.details!r}: {exc}") from None
     return 0
+
+
+def _kernels() -> dict[str, Any]:
+    from ..modules import kernels
+
+    return kernels.describe()

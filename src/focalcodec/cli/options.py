@@ -1,42 +1,45 @@
 """Options shared by several verbs, and the model loader they configure.
 
 Defined once here: ``--device``/``--batch-size``/``--force``/``--quiet`` (the common
-options), ``--model``, ``--backend``, the input/output arguments of batch verbs and the
-audio output options. Device names are checked by :func:`focalcodec.runtime.
+options), ``--model``, ``--backend``, ``--threads``, the input/output arguments of batch
+verbs, the audio output options and the argparse number types. Device names are checked by :func:`focalcodec.runtime.
 resolve_device`, so a bad ``--device`` is a usage error (exit status 2) before any work.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..errors import FocalCodecError, InputError, UsageError
+from ..errors import InputError, LoadError, UsageError
+from ..pipeline.models import BACKENDS
+
+if TYPE_CHECKING:
+    from ..pipeline.models import Models
 
 __all__ = [
     "BACKENDS",
-    "ModelCache",
-    "Models",
-    "OnnxModels",
     "add_audio_output",
     "add_backend",
     "add_common",
+    "add_device",
     "add_inputs_outputs",
+    "add_kernels",
     "add_model",
     "add_skip_existing",
+    "add_threads",
+    "apply_kernels",
+    "apply_threads",
     "device_name",
     "non_negative_int",
     "open_models",
+    "positive_float",
     "positive_int",
     "refuse_onnx",
     "torch_device",
 ]
 
-BACKENDS = ("torch", "onnx")
 AUDIO_FORMATS = ("wav", "flac", "ogg", "mp3")
-ONNX_MANIFEST = "manifest.json"
 _EXPORT_HINT = "a folder written by 'focalcodec export --format onnx -o DIR'"
 
 
@@ -62,6 +65,17 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def device_name(text: str) -> str:
     """argparse type: a well-formed device name (whether this machine has it is checked
     when the model is loaded, after backend-specific checks)."""
@@ -80,12 +94,7 @@ def device_name(text: str) -> str:
 def add_common(parser: argparse.ArgumentParser, batch: bool = True) -> None:
     """``--device``, ``--batch-size`` (when ``batch``), ``--force`` and ``--quiet``."""
     group = parser.add_argument_group("common options")
-    group.add_argument(
-        "--device",
-        default="auto",
-        type=device_name,
-        help="cpu, cuda, cuda:1, ... (default: auto, a GPU when there is one)",
-    )
+    add_device(group)
     if batch:
         group.add_argument(
             "--batch-size",
@@ -94,12 +103,68 @@ def add_common(parser: argparse.ArgumentParser, batch: bool = True) -> None:
             help="files per step; equal-length clips share one forward pass "
             "(default: 1)",
         )
+    add_kernels(group)
     group.add_argument(
         "--force", action="store_true", help="overwrite existing output files"
     )
     group.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bars or warnings"
     )
+
+
+def add_device(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "auto"
+) -> None:
+    """``--device NAME``: where the model runs (checked by :func:`device_name`)."""
+    shown = "auto, a GPU when there is one" if default == "auto" else default
+    parser.add_argument(
+        "--device",
+        default=default,
+        type=device_name,
+        help=f"cpu, cuda, cuda:1, ... (default: {shown})",
+    )
+
+
+def add_threads(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    help: str = "torch CPU threads",
+) -> None:
+    """``--threads N`` (see :func:`apply_threads`)."""
+    parser.add_argument("--threads", type=positive_int, metavar="N", help=help)
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Give torch ``--threads`` CPU threads (when given)."""
+    threads = getattr(args, "threads", None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def add_kernels(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--kernels NAME``: the CPU kernel backend (see :func:`apply_kernels`)."""
+    parser.add_argument(
+        "--kernels",
+        metavar="NAME",
+        default=None,
+        help="CPU kernel backend of exact mode: auto, onednn, blas (mkl) or plain "
+        "(default: $FOCALCODEC_KERNELS, else auto; see 'focalcodec info --system')",
+    )
+
+
+def apply_kernels(args: argparse.Namespace) -> None:
+    """Run this process's products on ``--kernels`` (when given); a usage error for a
+    name that is not a backend or one this machine cannot run."""
+    name = getattr(args, "kernels", None)
+    if name is None:
+        return
+    from ..modules import kernels
+
+    try:
+        kernels.set_backend(name)
+    except InputError as exc:
+        raise UsageError(f"--kernels: {exc}") from None
 
 
 def add_skip_existing(parser: argparse.ArgumentParser) -> None:
@@ -174,93 +239,27 @@ def torch_device(text: str):
         raise UsageError(f"--device: {exc}") from None
 
 
-class ModelCache:
-    """Load each model once per run, on the requested device, in eval mode."""
+def open_models(args: argparse.Namespace, device: str | None = None) -> Models:
+    """The run's model cache for ``--backend``, ``--device`` and ``--model``
+    (:class:`focalcodec.pipeline.models.Models`); ``device`` overrides ``--device``.
 
-    def __init__(self, device_text: str) -> None:
-        # Resolved now, so that a bad --device stops the run before any work starts.
-        self.device = torch_device(device_text)
-        self._models: dict[str, Any] = {}
-
-    def get(self, spec: str):
-        if spec not in self._models:
-            from ..codec import FocalCodec
-
-            try:
-                codec = FocalCodec.from_pretrained(spec)
-            except FocalCodecError as exc:
-                raise FocalCodecError(f"cannot load model {spec!r}: {exc}") from None
-            self._models[spec] = codec.eval().to(self.device)
-        return self._models[spec]
-
-
-class OnnxModels:
-    """Stand-in for :class:`ModelCache` that opens an ONNX export.
-
-    Parameters
-    ----------
-    spec
-        The ``--model`` value: an export folder (holding ``manifest.json``).
-    device_text
-        The ``--device`` value. The graphs run on ONNX Runtime's CPU provider, so only
-        ``auto`` and ``cpu`` are accepted.
-    threads
-        Intra-op threads of each ONNX Runtime session; None lets it decide.
+    What cannot work (a bad device, an ONNX backend without an export folder, no
+    onnxruntime) is a usage error here, before any work.
     """
+    from ..pipeline.models import Models
 
-    def __init__(
-        self, spec: str | None, device_text: str, threads: int | None = None
-    ) -> None:
-        # Checked now, so that a wrong folder or device stops the run before any work.
-        if device_text != "auto" and device_text.split(":")[0] != "cpu":
-            raise UsageError(
-                f"--device {device_text}: --backend onnx runs on the CPU (ONNX Runtime "
-                "CPUExecutionProvider); pass --device cpu or use --backend torch"
-            )
-        if spec is None:
-            raise UsageError(f"--backend onnx needs --model DIR, {_EXPORT_HINT}")
-        if not (Path(spec) / ONNX_MANIFEST).is_file():
-            what = (
-                "is not a folder"
-                if not Path(spec).is_dir()
-                else f"has no {ONNX_MANIFEST}"
-            )
-            raise UsageError(
-                f"--backend onnx: --model {spec} {what}; it must be {_EXPORT_HINT}"
-            )
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise UsageError(
-                "--backend onnx needs onnxruntime: pip install 'focalcodec[onnx]'"
-            )
-        self.spec = spec
-        self.threads = threads
-        self._codec: Any = None
-
-    def get(self, spec: str | None = None) -> Any:
-        """The :class:`~focalcodec.deploy.onnx_runtime.OnnxCodec` of ``--model``.
-
-        ``spec`` is ignored: a ``.fcz`` header names a loadable model, never an export
-        folder, so decoding always uses ``--model`` (and checks it against the header).
-        """
-        if self._codec is None:
-            from ..deploy.onnx_runtime import OnnxCodec
-
-            try:
-                self._codec = OnnxCodec(self.spec, threads=self.threads)
-            except FocalCodecError as exc:
-                raise FocalCodecError(f"cannot load ONNX export: {exc}") from None
-        return self._codec
-
-
-# What the verbs get from open_models: both offer get(spec) -> codec.
-Models = ModelCache | OnnxModels
-
-
-def open_models(args: argparse.Namespace) -> Models:
-    """The model loader for ``args.backend``; bad combinations stop the run here."""
-    if getattr(args, "backend", "torch") == "onnx":
-        return OnnxModels(args.model, args.device)
-    return ModelCache(args.device)
+    backend = getattr(args, "backend", "torch")
+    if backend == "onnx" and args.model is None:
+        raise UsageError(f"--backend onnx needs --model DIR, {_EXPORT_HINT}")
+    try:
+        models = Models(device or args.device, backend, getattr(args, "threads", None))
+        if backend == "onnx":
+            models.check(args.model)
+    except LoadError as exc:
+        raise UsageError(
+            f"--{'backend' if backend == 'onnx' else 'device'}: {exc}"
+        ) from None
+    return models
 
 
 def refuse_onnx(args: argparse.Namespace, command: str, reason: str) -> None:

@@ -1,8 +1,8 @@
 """Progress bars and the one-line summary of the file verbs.
 
 Bars go to stderr, only when it is a terminal and ``-q`` was not given: one bar over the
-files of a batch, and one per long file (in seconds of audio), so a single hour-long file
-shows its progress too. Pipes, logs and ``-q`` get no bars. A run that succeeds ends with
+files of a batch, and one per long file (in percent of its audio), so a single hour-long
+file shows its progress too. Pipes, logs and ``-q`` get no bars. A run that succeeds ends with
 one summary line (unless ``-q``), for example
 ``encoded 3 files, 12.4 s of audio -> 9.9 kB``.
 """
@@ -10,14 +10,11 @@ one summary line (unless ``-q``), for example
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Tally", "bars_wanted", "file_bar", "human_size"]
+from .report import printable
 
-# Files whose audio lasts less than this get no bar of their own: they finish quickly.
-FILE_BAR_SECONDS = 30.0
+__all__ = ["FileBar", "Tally", "bars_wanted", "human_size"]
 
 
 def bars_wanted(quiet: bool) -> bool:
@@ -26,29 +23,38 @@ def bars_wanted(quiet: bool) -> bool:
     return not quiet and bool(isatty and isatty())
 
 
-@contextmanager
-def file_bar(
-    enabled: bool, name: str, seconds: float
-) -> Iterator[Callable[[float], None]]:
-    """A bar over one file's audio; yields ``update(fraction_done)``.
+class FileBar:
+    """A bar over one file, for the pipelines' ``progress(fraction)`` callback.
 
-    Drawn only when ``enabled`` and the file lasts at least
-    :data:`FILE_BAR_SECONDS`; otherwise ``update`` does nothing.
+    Drawn only when ``enabled`` and once the file shows itself long: a file that is
+    done at its first report (one model call) never gets a bar. :meth:`close` removes
+    it.
     """
-    if not enabled or seconds < FILE_BAR_SECONDS:
-        yield lambda fraction: None
-        return
-    from tqdm import tqdm
 
-    total = round(seconds, 1)
-    label = name if len(name) <= 30 else "..." + name[-27:]
-    with tqdm(total=total, unit="s", desc=label, leave=False, file=sys.stderr) as bar:
+    def __init__(self, enabled: bool, name: str) -> None:
+        self.enabled = enabled
+        name = printable(name)  # a file name cannot draw on the terminal
+        self.label = name if len(name) <= 30 else "..." + name[-27:]
+        self._bar = None
 
-        def update(fraction: float) -> None:
-            bar.n = round(min(max(fraction, 0.0), 1.0) * total, 1)
-            bar.refresh()
+    def __call__(self, fraction: float) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            if fraction >= 1.0:
+                return
+            from tqdm import tqdm
 
-        yield update
+            self._bar = tqdm(
+                total=100.0, unit="%", desc=self.label, leave=False, file=sys.stderr
+            )
+        self._bar.n = round(min(max(fraction, 0.0), 1.0) * 100.0, 1)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def human_size(size: int) -> str:

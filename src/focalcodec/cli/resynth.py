@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..io.audio import AUDIO_SUFFIXES
+from ..files.audio import AUDIO_SUFFIXES
+from ..pipeline.files import Job, resynth_files
 from ..pretrained import DEFAULT_MODEL
-from .batch import (
-    Item,
-    Outcome,
-    check_audio_output,
-    decode_to_output,
-    encode_chunk,
-    out_suffix,
-    plan,
-    run_batch,
-)
+from .batch import check_audio_output, out_suffix, output_rate, plan, run_files
 from .options import (
     add_audio_output,
     add_backend,
@@ -50,20 +42,18 @@ def run(args: argparse.Namespace) -> int:
     )
     models = open_models(args)
 
-    def work(chunk: list[Item]) -> Outcome:
-        codec = models.get(args.model)
-        outcome, done = encode_chunk(chunk, codec)
-        for i, toks, num_samples, rate in done:
-            try:
-                chunk[i].record = {"source_rate": rate}
-                decode_to_output(chunk[i], codec, toks, num_samples, args)
-            except Exception as exc:
-                outcome[i] = exc
-        return outcome
+    def process(jobs: list[Job]) -> list:
+        return resynth_files(
+            jobs,
+            models.get(args.model),
+            force=args.force,
+            sample_rate=output_rate(args),
+            format=args.format,
+        )
 
-    return run_batch(
+    return run_files(
         items,
-        work,
+        process,
         quiet=args.quiet,
         batch_size=args.batch_size,
         verb="resynthesized",

@@ -26,9 +26,10 @@ import numpy as np
 from ..errors import ClippingWarning, FocalCodecError
 from ..pretrained import DEFAULT_STREAMING_MODEL as DEFAULT_MODEL
 from .options import (
-    OnnxModels,
     add_backend,
+    add_kernels,
     device_name,
+    open_models,
     positive_int,
     torch_device,
 )
@@ -115,6 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="CPU threads (of torch, or of ONNX Runtime with --backend onnx)",
     )
+    add_kernels(parser)
     parser.add_argument(
         "--stats", metavar="FILE", help="write the per-block timings as JSON here"
     )
@@ -180,7 +182,7 @@ def _check_outputs(args: argparse.Namespace) -> str | None:
     """Outputs decided on resolved paths: never an input (the source, references,
     bank: any spelling, symlink or hard link), never each other, and an existing one
     only with --force."""
-    from ..io.atomic import OutputExistsError, check_output, resolve
+    from ..files.atomic import OutputExistsError, check_output, resolve
 
     inputs = [p for p in (args.input, *(args.ref or ()), args.bank) if p]
     outputs = [p for p in (args.output, args.stats) if p]
@@ -215,28 +217,20 @@ def _check_onnx_arguments(args: argparse.Namespace) -> str | None:
 
 
 def _load_model(args: argparse.Namespace):
+    from ..pipeline.models import load_codec
+
     if args.backend == "onnx":
-        codec = OnnxModels(args.model, args.device, args.threads).get()
+        codec = open_models(args).get(args.model)
         if not codec.causal:
             raise FocalCodecError(
                 f"--model {args.model} is an ONNX export of a model that is not causal: "
                 "streaming needs a causal model, exported with its streaming graphs"
             )
         return codec
-    from .. import FocalCodec
-
     device = torch_device(args.device)
     model = args.model or DEFAULT_MODEL
-    if args.random_weights:
-        codec = FocalCodec.from_config(model)
-    else:
-        codec = FocalCodec.from_pretrained(model)
-    codec = codec.eval().to(device)
-    if args.fast != "exact":
-        from ..deploy.fast import optimize
-
-        codec = optimize(codec, args.fast, device=str(device), inplace=True)
-    return codec
+    weights = not args.random_weights
+    return load_codec(model, device, fast=args.fast, weights=weights)
 
 
 def _open_session(codec, args: argparse.Namespace):
@@ -244,18 +238,17 @@ def _open_session(codec, args: argparse.Namespace):
 
     matching_set = None
     if args.ref:
-        from ..io.banks import matching_set_from_files
+        from ..pipeline.banks import matching_set_from_files
         from .vc import _expand_references
 
         encoder = codec
         if args.ref_model:
-            from .. import FocalCodec
+            from ..pipeline.models import load_codec
 
-            device = codec.device
-            encoder = FocalCodec.from_pretrained(args.ref_model).eval().to(device)
+            encoder = load_codec(args.ref_model, codec.device)
         matching_set = matching_set_from_files(encoder, _expand_references(args.ref))
     elif args.bank:
-        from ..io.banks import load_bank
+        from ..pipeline.banks import load_bank
 
         matching_set = load_bank(args.bank, codec)
     default_pad = "zeros" if args.backend == "onnx" else "none"
@@ -298,7 +291,7 @@ def _file_blocks(
     stack: ExitStack, path: str, rate: int, size: int, limit: int | None
 ) -> Iterator[np.ndarray]:
     """Blocks of a file of any length, read and resampled piece by piece."""
-    from ..io.audio import AudioReader
+    from ..files.audio import AudioReader
 
     reader = stack.enter_context(AudioReader(path, rate))
     total = reader.num_samples if limit is None else min(limit, reader.num_samples)
@@ -324,8 +317,8 @@ def _open_sinks(stack: ExitStack, args: argparse.Namespace, rate: int) -> list:
     if args.output:
         import soundfile as sf
 
-        from ..io.atomic import atomic_write
-        from ..io.audio import audio_format
+        from ..files.atomic import atomic_write
+        from ..files.audio import audio_format
 
         path = Path(args.output)
         inputs = [p for p in (args.input, *(args.ref or ()), args.bank) if p]
@@ -404,7 +397,7 @@ class _Stats:
 def _write_stats(
     path: Path, stats: _Stats, codec, force: bool, inputs: list[str]
 ) -> None:
-    from ..io.atomic import atomic_write
+    from ..files.atomic import atomic_write
 
     record = {
         "model_id": codec.model_id,

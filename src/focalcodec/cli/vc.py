@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from ..errors import FormatError, UsageError
-from ..io import bitstream
-from ..io.atomic import check_output, resolve
-from ..io.audio import AUDIO_SUFFIXES
-from ..io.bitstream import FCZ_SUFFIX
-from ..io.compress import check_model, coder_for
-from ..io.manifest import find_files
+from ..fcz.bitstream import FCZ_SUFFIX
+from ..files.atomic import check_output, resolve
+from ..files.audio import AUDIO_SUFFIXES
+from ..files.manifest import find_files
+from ..pipeline.files import Job, resynth_files
 from ..pretrained import DEFAULT_MODEL
-from .batch import (
-    Item,
-    check_audio_output,
-    decode_to_output,
-    encode_chunk,
-    out_suffix,
-    per_item,
-    plan,
-    run_batch,
-)
+from .batch import Item, check_audio_output, out_suffix, output_rate, plan, run_files
 from .options import (
     add_audio_output,
     add_backend,
@@ -79,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.banks import load_bank, matching_set_from_files, save_bank
+    from ..pipeline.banks import load_bank, matching_set_from_files, save_bank
 
     refuse_onnx(args, "vc", "the ONNX export has no kNN matching")
     if bool(args.bank) == bool(args.reference):
@@ -126,14 +113,18 @@ def run(args: argparse.Namespace) -> int:
         )
     bank = bank.to(codec.device)
 
-    def work(item: Item) -> None:
-        toks, num_samples, rate = _tokens_of(item, codec)
-        item.record = {"source_rate": rate}
-        decode_to_output(
-            item, codec, toks, num_samples, args, matching_set=bank, topk=args.topk
+    def process(jobs: list[Job]) -> list:
+        return resynth_files(
+            jobs,
+            codec,
+            force=args.force,
+            sample_rate=output_rate(args),
+            format=args.format,
+            matching_set=bank,
+            topk=args.topk,
         )
 
-    return run_batch(items, per_item(work), quiet=args.quiet, verb="converted")
+    return run_files(items, process, quiet=args.quiet, verb="converted")
 
 
 def _check_bank_output(
@@ -157,24 +148,3 @@ def _expand_references(paths: list[str]) -> list[Path]:
             raise FormatError(f"{path}: no reference audio files found")
         files += found
     return files
-
-
-def _tokens_of(item: Item, codec: Any) -> tuple[np.ndarray, int, int]:
-    """Tokens, sample count and source rate of a source: read from a .fcz file (every
-    packet checked), or computed from audio."""
-    if item.src is not None and item.src.suffix.lower() == FCZ_SUFFIX:
-        with open(item.src, "rb") as fileobj:
-            reader = bitstream.Reader(fileobj)
-            check_model(reader.header, codec, where=item.name)
-            reader.attach(coder_for(reader.header))  # entropy-coded sources too
-            container = reader.read_all()
-        return (
-            container.toks,
-            container.num_samples,
-            container.header.source_sample_rate,
-        )
-    outcome, done = encode_chunk([item], codec)
-    if outcome[0] is not None:
-        raise outcome[0]
-    _, toks, num_samples, rate = done[0]
-    return toks, num_samples, rate

@@ -21,14 +21,17 @@ Modes (``device`` is where the mode makes sense):
 * ``int8-decoder`` (CPU): the same for the decompressor and decoder only, so tokens stay
   exact and only decoding is approximate.
 * ``bf16`` (native bf16: a GPU from Ampere on, a CPU with AVX512-BF16 or AMX) /
-  ``fp16`` (GPU): the four networks run under ``torch.autocast``; their main outputs are
-  returned in float32.
+  ``fp16`` (GPU): the four networks run under ``torch.autocast``
+  (:func:`focalcodec.runtime.autocast`, refused where
+  :func:`focalcodec.runtime.check_precision` refuses); their main outputs are returned
+  in float32.
 * ``compile`` (any): the four networks go through ``torch.compile`` (no gain measured on
   CPU; see the docs).
 
 Every mode builds replacement modules and sets them on their parents in a copy of the
-model (:mod:`focalcodec.deploy.swap`); the exact model is left as it was, so switching
-back is using it again. Example::
+model (:mod:`focalcodec.deploy.swap`; the half-precision and compiled modes put each
+network behind a :class:`~focalcodec.deploy.swap.NetworkWrapper`); the exact model is
+left as it was, so switching back is using it again. Example::
 
     from focalcodec import FocalCodec
     from focalcodec.deploy.fast import optimize
@@ -46,15 +49,16 @@ model and call :func:`optimize` again.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import InputError
-from ..runtime import native_bf16
+from ..runtime import autocast, check_precision
 from .int8 import quantize_int8
 from .lean import prepare_streaming
+from .swap import NetworkWrapper, wrap
 
 __all__ = ["MODES", "AutocastNetwork", "CompiledNetwork", "optimize"]
 
@@ -64,8 +68,8 @@ INT8_PARTS = {
     "int8": ("encoder", "compressor", "decompressor", "decoder"),
     "int8-decoder": ("decompressor", "decoder"),
 }
-# Components that run under autocast / torch.compile (the quantizer has no weights).
-NETWORKS = ("encoder", "compressor", "decompressor", "decoder")
+# The half-precision modes, named after their precision (focalcodec.runtime.PRECISIONS).
+HALF_MODES = ("bf16", "fp16")
 
 
 def optimize(
@@ -104,11 +108,10 @@ def optimize(
     if mode in INT8_PARTS:
         quantize_int8(model, INT8_PARTS[mode])
         prepare_streaming(model, INT8_PARTS[mode])
-    elif mode in ("bf16", "fp16"):
-        dtype = torch.bfloat16 if mode == "bf16" else torch.float16
-        _wrap_networks(model, lambda net: AutocastNetwork(net, device.type, dtype))
+    elif mode in HALF_MODES:
+        wrap(model, lambda _, net: AutocastNetwork(net, device, mode))
     elif mode == "compile":
-        _wrap_networks(model, CompiledNetwork)
+        wrap(model, lambda _, net: CompiledNetwork(net))
     return model
 
 
@@ -120,62 +123,43 @@ def _check_device(mode: str, device: torch.device) -> None:
         )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device} requested but CUDA is not available")
-    if mode == "fp16" and device.type == "cpu":
-        raise InputError("fast mode 'fp16' needs a GPU; use 'int8' (or 'bf16') on CPU")
-    if mode == "bf16" and device.type in ("cpu", "cuda") and not native_bf16(device):
+    if mode in HALF_MODES:
+        # Where the precision is refused, the refusal names this device's fast mode.
         instead = "'int8'" if device.type == "cpu" else "'fp16'"
-        raise InputError(
-            "fast mode 'bf16' needs native bf16 (a GPU from Ampere on, or a CPU with "
-            f"AVX512-BF16 or AMX); emulated here, it gains nothing: use {instead}"
-        )
+        check_precision(mode, device, instead)
 
 
-def _wrap_networks(model: nn.Module, wrap: Callable[[nn.Module], nn.Module]) -> None:
-    for name in NETWORKS:
-        setattr(model, name, wrap(getattr(model, name)))
-
-
-class _NetworkWrapper(nn.Module):
-    """A network of the codec behind a wrapper: same call, same attributes.
-
-    The facade reads settings from its networks (``encoder.downsample_factor``,
-    ``decoder.upsample_factor``...); attributes the wrapper lacks are read from the
-    wrapped network ``net``.
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            net = self.__dict__.get("_modules", {}).get("net")
-            if net is None or name == "net":
-                raise
-            return getattr(net, name)
-
-
-class AutocastNetwork(_NetworkWrapper):
-    """Runs ``net`` under ``torch.autocast``; the first output comes back in float32.
+class AutocastNetwork(NetworkWrapper):
+    """Runs ``net`` under autocast to ``precision``; the first output comes back in
+    float32.
 
     Callers (BSQ signs, audio writers) then see the same dtype as in exact mode; the
     streaming state (the other outputs) stays in the autocast dtype.
+
+    Parameters
+    ----------
+    net
+        The network.
+    device
+        Where it runs (the autocast device type).
+    precision
+        ``"bf16"`` or ``"fp16"`` (:data:`focalcodec.runtime.PRECISIONS`).
     """
 
-    def __init__(self, net: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+    def __init__(
+        self, net: nn.Module, device: torch.device | str, precision: str
+    ) -> None:
         super().__init__(net)
-        self.device_type = device_type
-        self.autocast_dtype = dtype
+        self.device = torch.device(device)
+        self.precision = precision
 
-    def forward(self, *args, **kwargs):
-        with torch.autocast(self.device_type, dtype=self.autocast_dtype):
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        with autocast(self.device, self.precision):
             out, *rest = self.net(*args, **kwargs)
         return (out.float(), *rest)
 
 
-class CompiledNetwork(_NetworkWrapper):
+class CompiledNetwork(NetworkWrapper):
     """Runs ``net`` through ``torch.compile`` (dynamic shapes), compiled on first call."""
 
     def __init__(self, net: nn.Module) -> None:
@@ -184,5 +168,5 @@ class CompiledNetwork(_NetworkWrapper):
         # as a second owner of the weights.
         self.compiled = torch.compile(net.forward, dynamic=True)
 
-    def forward(self, *args, **kwargs):
+    def run(self, *args: Any, **kwargs: Any) -> Any:
         return self.compiled(*args, **kwargs)

@@ -23,7 +23,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..modules import layers
+from ..modules import kernels, layers
 from .swap import replace_modules
 
 __all__ = [
@@ -192,21 +192,33 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
 class ChannelsLastConv(nn.Module):
     """A dense strided convolution (WavLM's front-end) tuned for streaming steps.
 
-    Over many output frames, :func:`~focalcodec.modules.layers.conv_time` runs it
-    through oneDNN on channels-last input, which copies the (C_out, C_in, 1, k) weight
-    to channels-last at every call (0.5 ms per streaming step for the second layer):
-    here that copy is made once, with the same result bit for bit. Over a few frames
-    (the later layers of a step) the weights multiply the unfolded windows from the
-    left, which MKL runs faster than ``F.linear``'s order (equal up to float rounding).
-    Kernel-1 or biased convolutions go through ``conv_time``.
+    Over many output frames, :func:`~focalcodec.modules.layers.conv_time`'s oneDNN
+    convolution on channels-last input would copy the (C_out, C_in, 1, k) weight to
+    channels-last at every call (0.5 ms per streaming step for the second layer): that
+    copy is made once (on first use), with the same result bit for bit. Over a few
+    frames (the later layers of a step) the unfolded windows meet the weights in one
+    product: on the kernel backend of :mod:`focalcodec.modules.kernels` when that is
+    not ``plain``, else with the weights on the left, which MKL runs faster than
+    ``F.linear``'s order (equal up to float rounding). Kernel-1 or biased convolutions
+    go through ``conv_time``.
     """
 
     def __init__(self, conv: nn.Conv1d) -> None:
         super().__init__()
         self.conv = conv
-        weight = conv.weight.detach().unsqueeze(2)
-        weight = weight.contiguous(memory_format=torch.channels_last)
-        self.register_buffer("weight", weight, persistent=False)
+        self.kept: tuple | None = None  # (weight's identity, channels-last copy)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The convolution's weight as (C_out, C_in, 1, k) in channels-last layout."""
+        source = self.conv.weight
+        key = (source.data_ptr(), source._version if not source.is_inference() else -1)
+        if self.kept is None or self.kept[0] != key:
+            with torch.no_grad():
+                weight = source.detach().unsqueeze(2)
+                weight = weight.contiguous(memory_format=torch.channels_last)
+            self.kept = (key, weight)
+        return self.kept[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
@@ -218,12 +230,16 @@ class ChannelsLastConv(nn.Module):
             if k == stride and x.shape[1] % k == 0:
                 return layers.conv_time(conv, x)
             return layers._channels_last_conv(conv, x, self.weight)
+        windows = x[:, : (frames - 1) * stride + k].unfold(1, k, stride)
+        windows = windows.reshape(-1, conv.in_channels * k)  # (B T', C_in k)
+        weight = conv.weight.view(conv.out_channels, -1)
+        if kernels.routed(windows, weight):
+            y = kernels.linear(windows, weight, owner=conv.weight)
+            return y.reshape(x.shape[0], frames, conv.out_channels)
         # Few frames: weights times windows, in this order: with fewer frames than
         # channels, MKL's float32 product is faster with the weight on the left than
         # in ``F.linear``'s order (the streaming step's last front-end layers).
-        windows = x[:, : (frames - 1) * stride + k].unfold(1, k, stride)
-        windows = windows.reshape(-1, conv.in_channels * k)  # (B T', C_in k)
-        y = torch.matmul(conv.weight.view(conv.out_channels, -1), windows.T)
+        y = torch.matmul(weight, windows.T)
         return y.T.reshape(x.shape[0], frames, conv.out_channels)
 
 

@@ -1,10 +1,11 @@
 """Leaner streaming steps for the fast modes, as subclasses of the core modules.
 
 Each class here overrides one or two named hook methods of a core module and is built
-from the exact module by ``from_exact`` (:func:`focalcodec.deploy.swap.rebuild_as`: the
-weights are shared, the exact module is untouched). :func:`prepare_streaming` sets them
-on their parents in a model. The values computed are those of the exact model (up to
-float rounding in the folded attention gate); what changes is how much is copied:
+from the exact module by ``from_exact`` (:func:`focalcodec.deploy.swap.rebuild`: built
+by its constructor, the weights are shared, the exact module is untouched).
+:func:`prepare_streaming` sets them on their parents in a model. The values computed
+are those of the exact model (up to float rounding in the folded attention gate); what
+changes is how much is copied:
 
 * :class:`TapeCacheAttention` (``heads``, ``new_cache``, ``gate``): the key/value cache
   grows in place, keys and values apart, and the gate's two sums of four projections
@@ -16,6 +17,11 @@ float rounding in the folded attention gate); what changes is how much is copied
 * :class:`MemoPositionBias` (``layer_bias``): the relative position bias of a step is
   kept for the next step with the same positions (every step once the window is full).
 
+And one stand-in: :class:`ItemwiseFrontEnd` runs the int8 modes' WavLM front-end
+convolutions (:class:`~focalcodec.deploy.int8.ChannelsLastConv`) over the few frames of
+a step item by item, so that a stream's tokens in a batch of streams
+(:class:`focalcodec.streaming.batch.StreamBatch`) are those it gets alone.
+
 The in-place contexts and caches make states that are not interchangeable with the exact
 model's; a state is never changed by a later step (see :func:`~.tape.append_time`).
 """
@@ -25,14 +31,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..modules import layers
 from ..modules.attention import BiasRows, GatedRelativeAttention, RelativePositionBias
 from ..modules.focalnet import FocalModulation
 from ..modules.layers import ChunkFeedForward
-from .swap import rebuild_as, replace_modules
+from .int8 import ChannelsLastConv
+from .swap import rebuild, replace_modules
 from .tape import append_time
 
 __all__ = [
     "AppendFocalModulation",
+    "ItemwiseFrontEnd",
     "LeanChunkFeedForward",
     "MemoPositionBias",
     "TapeCacheAttention",
@@ -56,9 +65,12 @@ class TapeCacheAttention(GatedRelativeAttention):
     model's.
     """
 
+    # The folded gate: (weight key, (d, 2) weight, (2,) bias), built on first use.
+    _gate_fold: tuple | None = None
+
     @classmethod
     def from_exact(cls, module: GatedRelativeAttention) -> TapeCacheAttention:
-        return rebuild_as(cls, module)
+        return rebuild(cls, module)
 
     def gate(self, x: Tensor) -> Tensor:
         """As :meth:`GatedRelativeAttention.gate`, with the two sums of four
@@ -76,15 +88,19 @@ class TapeCacheAttention(GatedRelativeAttention):
         for inference (rebuilt only if the projection's weights are replaced)."""
         linear = self.gru_rel_pos_linear
         key = (linear.weight.data_ptr(), linear.weight.device)
-        folded = self.__dict__.get("_gate_fold")
+        folded = self._gate_fold
         if folded is None or folded[0] != key:
             # Normal tensors even when first used under inference mode, so that later
             # calls with autograd on can use them too.
             with torch.inference_mode(False), torch.no_grad():
                 weight = linear.weight.view(2, 4, -1).sum(1).T.contiguous()
                 bias = linear.bias.view(2, 4).sum(1)
-            folded = self.__dict__["_gate_fold"] = (key, weight, bias)
+            folded = self._gate_fold = (key, weight, bias)
         return folded[1], folded[2]
+
+    def cache_with(self, keys: Tensor, values: Tensor, rows: int) -> Tensor:
+        """The planar cache holding past keys and values (B, H, P, d): (2, B, H, P, d)."""
+        return torch.stack([keys, values])
 
     def new_cache(self, x: Tensor) -> Tensor:
         """No past rows yet: shape (2, B, H, 0, d)."""
@@ -118,12 +134,15 @@ class AppendFocalModulation(FocalModulation):
 
     @classmethod
     def from_exact(cls, module: FocalModulation) -> AppendFocalModulation:
-        return rebuild_as(cls, module)
+        return rebuild(cls, module)
 
     def extend_context(
         self, ctx: Tensor, past: Tensor | None, size: int
     ) -> tuple[Tensor, Tensor]:
         """As :meth:`FocalModulation.extend_context`, through :func:`append_time`."""
+        if past is not None and not isinstance(past, Tensor):
+            # Many streams' contexts (a layers.SharedContext) keep their own layout.
+            return super().extend_context(ctx, past, size)
         if past is None:
             past = ctx[:, :1].expand(-1, size, -1)
         return append_time(past, ctx, 1, size)
@@ -134,7 +153,7 @@ class LeanChunkFeedForward(ChunkFeedForward):
 
     @classmethod
     def from_exact(cls, module: ChunkFeedForward) -> LeanChunkFeedForward:
-        return rebuild_as(cls, module)
+        return rebuild(cls, module)
 
     def padding(self, size: int, block: int) -> int:
         """Zeros up to whole blocks only: none when the input fills whole blocks."""
@@ -152,7 +171,7 @@ class MemoPositionBias(RelativePositionBias):
 
     @classmethod
     def from_exact(cls, module: RelativePositionBias) -> MemoPositionBias:
-        new = rebuild_as(cls, module)
+        new = rebuild(cls, module)
         new.memo = {}
         return new
 
@@ -162,13 +181,41 @@ class MemoPositionBias(RelativePositionBias):
         if not torch.is_inference_mode_enabled():
             return super().layer_bias(query_start, num_queries, num_keys)
         key = (query_start, num_queries, num_keys, self.weight.data_ptr())
-        if key in self.memo:
-            return self.memo[key]
+        # One dict operation per access: a server's file jobs call the model from
+        # another thread than its streams, and a test-then-read could miss.
+        bias = self.memo.get(key)
+        if bias is not None:
+            return bias
         bias = super().layer_bias(query_start, num_queries, num_keys)
         if torch.is_tensor(bias) and bias.numel() * bias.element_size() <= MEMO_BYTES:
-            self.memo.clear()
-            self.memo[key] = bias
+            self.memo = {key: bias}
         return bias
+
+
+class ItemwiseFrontEnd(nn.Module):
+    """A front-end convolution whose products over few frames run item by item.
+
+    Over the few frames of a streaming step, :class:`ChannelsLastConv` multiplies with
+    the weight on the left, an order whose float rounding in MKL depends on how many
+    columns (batch items times frames) the product has. Here each batch item gets its
+    own product there, as it would alone; longer inputs (offline, or the first layers
+    of a step) go through ``conv`` as they are. Input (B, T, C_in), output (B, T',
+    C_out), as ``conv_time`` expects.
+    """
+
+    def __init__(self, conv: ChannelsLastConv) -> None:
+        super().__init__()
+        self.conv = conv
+        # What code that walks the front-end reads of a convolution.
+        self.kernel_size, self.stride = conv.conv.kernel_size, conv.conv.stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        inner = self.conv.conv
+        (k,), (stride,) = inner.kernel_size, inner.stride
+        frames = (x.shape[1] - k) // stride + 1
+        if x.shape[0] == 1 or not 1 <= frames <= layers._FEW_FRAMES:
+            return self.conv(x)
+        return torch.cat([self.conv(item) for item in x.split(1)])
 
 
 # Core class -> its streaming subclass.
@@ -191,6 +238,13 @@ def prepare_streaming(model: nn.Module, prefixes: tuple[str, ...]) -> int:
         lean = _LEAN.get(type(module))
         return None if lean is None else lean.from_exact(module)
 
-    return replace_modules(
-        model, build, skip=lambda name, _: not name.startswith(prefixes)
-    )
+    def skip(name: str, _: nn.Module) -> bool:
+        return not name.startswith(prefixes)
+
+    def itemwise(name: str, module: nn.Module) -> nn.Module | None:
+        return ItemwiseFrontEnd(module) if type(module) is ChannelsLastConv else None
+
+    def done(name: str, module: nn.Module) -> bool:
+        return skip(name, module) or isinstance(module, ItemwiseFrontEnd)
+
+    return replace_modules(model, build, skip) + replace_modules(model, itemwise, done)

@@ -43,7 +43,8 @@ from torch import Tensor, nn
 from .. import __version__
 from ..config import SLOTS
 from ..errors import InputError
-from ..io.atomic import atomic_write, check_output
+from ..files.atomic import atomic_write, check_output
+from ..identity import weights_hash
 from .onnx_graphs import (
     OfflineDecoder,
     OfflineEncoder,
@@ -183,6 +184,9 @@ def _describe(codec: nn.Module, opset: int) -> dict[str, Any]:
         "opset": opset,
         "model_id": codec.model_id,
         "config_hash": codec.config_hash(),
+        # The exported weights' digest, so token folders made through ONNX Runtime are
+        # tied to these weights as the PyTorch model's are (focalcodec.identity).
+        "weights_hash": weights_hash(codec),
         "config": codec.config,
         "sample_rate_input": codec.sample_rate_input,
         "sample_rate_output": codec.sample_rate_output,

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..io.atomic import atomic_write
+from ..files.atomic import atomic_write
 from .onnx_export import OPSET, _dummy_length
 from .onnx_graphs import (
     OfflineDecoder,

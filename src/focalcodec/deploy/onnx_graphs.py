@@ -35,7 +35,7 @@ from ..modules.convnext import ConvNeXtBackbone
 from ..modules.focalnet import DownScale, FocalModulation, UpScale
 from ..modules.wavlm import ConvBlock, PositionalConv, WavLM, WavLMState
 from ..streaming.steps import StreamState, decode_step, encode_step
-from .swap import rebuild_as, replace_modules, shallow_tree
+from .swap import rebuild, replace_modules, shallow_tree
 
 __all__ = [
     "DFTISTFTHead",
@@ -182,12 +182,12 @@ def trace_view(codec: nn.Module, flag: StartFlag | None = None) -> nn.Module:
             cls = FlaggedFocalModulation
             if isinstance(module, ConvNeXtBackbone):
                 cls = FlaggedBackbone
-            new = rebuild_as(cls, module)
+            new = rebuild(cls, module)
             new.flag = flag
             replace_modules(new, build)
             return new
         if isinstance(module, GatedRelativeAttention):
-            return rebuild_as(GraphCacheAttention, module)
+            return rebuild(GraphCacheAttention, module)
         size = _context_size(module)
         if size:
             replace_modules(module, build)

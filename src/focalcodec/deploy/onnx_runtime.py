@@ -36,13 +36,21 @@ from ..errors import (
     OnnxRuntimeMissingError,
     StreamingError,
 )
-from ..inputs import check_sig, check_toks, per_item, valid_counts
+from ..inputs import (
+    check_finite,
+    check_output_length,
+    check_sig,
+    check_toks,
+    output_length,
+    per_item,
+    valid_counts,
+)
+from .onnx_export import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME
 
 __all__ = ["OnnxCodec", "OnnxRuntimeMissingError", "OnnxStreamState"]
 
-_MANIFEST = "manifest.json"
-_FORMAT = "focalcodec-onnx"
-_FORMAT_VERSION = 1
+# The export's layout, as its writer (onnx_export) defines it.
+_MANIFEST, _FORMAT, _FORMAT_VERSION = MANIFEST_NAME, FORMAT_NAME, FORMAT_VERSION
 
 
 @dataclass
@@ -101,6 +109,7 @@ class OnnxCodec:
             name: _Graph(spec) for name, spec in self.manifest["graphs"].items()
         }
         self.model_id = self.manifest.get("model_id")
+        self._shapes: Any = None  # a weightless copy of the architecture, on demand
 
     # -- properties of the model ---------------------------------------------------------
 
@@ -110,6 +119,12 @@ class OnnxCodec:
 
     def config_hash(self) -> str:
         return self.manifest["config_hash"]
+
+    @property
+    def weights_digest(self) -> str | None:
+        """The digest of the exported weights (``focalcodec.identity.weights_hash`` of
+        the PyTorch model), or None for exports older than this field."""
+        return self.manifest.get("weights_hash")
 
     @property
     def sample_rate_input(self) -> int:
@@ -164,6 +179,22 @@ class OnnxCodec:
     def chunk_tokens(self) -> int:
         """Tokens per streaming chunk."""
         return self.chunk_size // self.hop_length
+
+    def output_length(self, num_samples: int) -> int:
+        """Output samples of ``num_samples`` input samples (rounded down)."""
+        return output_length(
+            num_samples, self.sample_rate_input, self.sample_rate_output
+        )
+
+    def num_tokens(self, num_samples: int) -> int:
+        """Tokens of ``num_samples`` input samples, from the exported architecture."""
+        if self._shapes is None:
+            from ..codec import FocalCodec
+
+            # Weights are not needed to count frames: build the modules without memory.
+            with torch.device("meta"):
+                self._shapes = FocalCodec(**self.config)
+        return self._shapes.num_tokens(num_samples)
 
     @property
     def device(self) -> torch.device:
@@ -231,18 +262,17 @@ class OnnxCodec:
     ):
         """Tokens (B, L) -> waveform (B, L * samples per token) at ``sample_rate_output``.
 
-        ``output_length`` cuts the result or extends it by repeating the last sample.
+        ``output_length`` cuts the result or extends it by repeating the last sample
+        (None, or 1 to :data:`focalcodec.inputs.MAX_OUTPUT_SECONDS` of samples).
         """
         _no_matching(matching_set)
+        output_length = check_output_length(output_length, self.sample_rate_output)
         array, like = _to_numpy(toks)
         array = self._check_toks(array)
         decode = self._runner("decoder", "toks")
+        sig = per_item(decode, array, valid_counts(length, *array.shape[:2]))
         return _like(
-            _fit_length(
-                per_item(decode, array, valid_counts(length, *array.shape[:2])),
-                output_length,
-            ),
-            like,
+            _fit_length(check_finite(sig, "decoded audio"), output_length), like
         )
 
     def codes_to_sig(self, codes, matching_set=None, topk=4, num_splits=1, **kwargs):
@@ -255,7 +285,7 @@ class OnnxCodec:
         if array.ndim == 1:
             array = array[None]
         toks = self.sig_to_toks(array, length)
-        size = int(array.shape[-1] * self.sample_rate_output / self.sample_rate_input)
+        size = self.output_length(array.shape[-1])
         return _like(self.toks_to_sig(toks, output_length=size), like)
 
     # -- streaming ------------------------------------------------------------------------

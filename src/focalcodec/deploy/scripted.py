@@ -6,7 +6,8 @@ optional states, loops over module lists that carry state), and the TorchScript 
 rejects its encoder, compressor, decompressor and decoder. ``jit()`` uses the other
 TorchScript front end, ``torch.jit.trace``:
 
-* each network is replaced by a :class:`TracedNetwork`. On the first call with a given
+* each network is put behind a :class:`TracedNetwork` (a
+  :class:`~focalcodec.deploy.swap.NetworkWrapper`). On the first call with a given
   input shape and state layout it traces the network for exactly that shape, keeps the
   TorchScript graph (``torch.jit.ScriptModule``) and runs it; later calls with the same
   shapes run the kept graph. A streaming loop with fixed chunks therefore traces a few
@@ -41,10 +42,10 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from .onnx_graphs import StartFlag, encoder_step, trace_view
+from .swap import NETWORKS, NetworkWrapper, wrap
 
 __all__ = ["MAX_GRAPHS", "TracedNetwork", "script"]
 
-NETWORKS = ("encoder", "compressor", "decompressor", "decoder")
 # Graphs kept per network; each is a few hundred kB of graph around shared weights.
 MAX_GRAPHS = 64
 
@@ -62,10 +63,8 @@ def script(codec: nn.Module, classes: Sequence[type] | None = None) -> nn.Module
     """
     chosen = _chosen(codec, classes)
     scripted = copy.deepcopy(codec)
-    for name in chosen:
-        module = getattr(scripted, name)
-        if not isinstance(module, TracedNetwork):
-            setattr(scripted, name, TracedNetwork(module, name))
+    todo = [n for n in chosen if not isinstance(getattr(scripted, n), TracedNetwork)]
+    wrap(scripted, lambda name, net: TracedNetwork(net, name), todo)
     return scripted
 
 
@@ -73,7 +72,7 @@ def _chosen(codec: nn.Module, classes: Sequence[type] | None) -> list[str]:
     if classes is None:
         return list(NETWORKS)
     classes = tuple(classes)
-    kinds = {name: type(_eager(getattr(codec, name))) for name in NETWORKS}
+    kinds = {name: type(_network(getattr(codec, name))) for name in NETWORKS}
     unknown = [c for c in classes if not any(issubclass(k, c) for k in kinds.values())]
     if unknown:
         raise InputError(
@@ -83,57 +82,49 @@ def _chosen(codec: nn.Module, classes: Sequence[type] | None) -> list[str]:
     return [name for name, kind in kinds.items() if issubclass(kind, classes)]
 
 
-def _eager(module: nn.Module) -> nn.Module:
-    return module.eager if isinstance(module, TracedNetwork) else module
+def _network(module: nn.Module) -> nn.Module:
+    while isinstance(module, NetworkWrapper):
+        module = module.net
+    return module
 
 
-class TracedNetwork(nn.Module):
+class TracedNetwork(NetworkWrapper):
     """A network whose calls run TorchScript graphs traced per input shape.
 
-    It holds the eager network's submodules, parameters and buffers under the same
-    names (so ``state_dict`` is unchanged) and answers every other attribute
-    (``causal``, ``chunk_size``, ...) from the eager network. ``forward`` takes what the
-    eager ``forward`` takes and returns the same ``(output, state)``.
+    The eager network is ``net``; the graphs use its parameters, and ``state_dict``
+    keys are its own (see :class:`~focalcodec.deploy.swap.NetworkWrapper`). A call takes
+    what the eager ``forward`` takes and returns the same ``(output, state)``.
+
+    Parameters
+    ----------
+    net
+        The eager network.
+    name
+        Its slot in the codec (``"encoder"``...): continuing causal encoder steps run
+        the step graph.
     """
 
-    def __init__(self, module: nn.Module, name: str) -> None:
-        super().__init__()
-        for key, child in module.named_children():
-            self.add_module(key, child)
-        for key, param in module.named_parameters(recurse=False):
-            self.register_parameter(key, param)
-        for key, buffer in module.named_buffers(recurse=False):
-            persistent = key not in module._non_persistent_buffers_set
-            self.register_buffer(key, buffer, persistent=persistent)
-        # Not registered as a submodule: its parameters are already registered above.
-        object.__setattr__(self, "eager", module)
+    def __init__(self, net: nn.Module, name: str) -> None:
+        super().__init__(net)
         self.network = name
+        # Inputs of this many samples, with a state, are continuing encoder steps.
+        eager = _network(net)
+        causal_encoder = name == "encoder" and getattr(eager, "causal", False)
+        self.step_size: int | None = eager.chunk_size if causal_encoder else None
         self.graphs: OrderedDict[tuple, tuple[torch.jit.ScriptModule, Any]] = (
             OrderedDict()
         )
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            eager = self.__dict__.get("eager")
-            if eager is None:  # still in __init__
-                raise
-            return getattr(eager, name)
-
     def __deepcopy__(self, memo: dict) -> TracedNetwork:
-        return TracedNetwork(copy.deepcopy(self.eager, memo), self.network)
+        # A copy traces its own graphs (they hold the weights they were traced with).
+        return TracedNetwork(copy.deepcopy(self.net, memo), self.network)
 
-    def forward(self, x: Tensor, state: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+    def run(self, x: Tensor, state: Any = None, **kwargs: Any) -> tuple[Any, Any]:
         """Same inputs and outputs as the eager network's ``forward``."""
-        eager = self.eager
+        eager = self.net
         if self.network == "encoder" and state is not None:
             # The step graph builds its index tensors on the CPU (as the ONNX export).
-            if (
-                eager.causal
-                and x.shape[1] == eager.chunk_size
-                and x.device.type == "cpu"
-            ):
+            if x.shape[1] == self.step_size and x.device.type == "cpu":
                 return self._encoder_step(x, state)
             return eager(x, state, **kwargs)
         flat: list[Tensor] = []
@@ -152,7 +143,7 @@ class TracedNetwork(nn.Module):
         flat: list[Tensor] = []
         layout = _flatten(state, flat)
         key = ("step", _shapes(x, flat), layout, self.training)
-        return self._run(key, _EncoderStep(self.eager, layout), (x, *flat))
+        return self._run(key, _EncoderStep(self.net, layout), (x, *flat))
 
     def _run(self, key: tuple, runner: nn.Module, args: tuple) -> tuple[Any, Any]:
         key = (*key, args[0].dtype, args[0].device)

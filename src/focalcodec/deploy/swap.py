@@ -1,14 +1,23 @@
-"""Module swaps: how fast modes and ONNX tracing change a model without patching it.
+"""Module swaps: how fast modes, ``jit()`` and ONNX tracing change a model without
+patching it.
 
-Both build new modules and set them on a parent with ``setattr``; nothing assigns
-``forward``, ``__class__`` or a module global. Two kinds of replacement:
+Every swap builds new modules through their constructors and sets them on a parent with
+``setattr``; nothing assigns ``forward``, ``__class__`` or a module global, and no
+instance is made without its ``__init__``. Three kinds of replacement:
 
-* a wrapper or stand-in module built from the exact one (e.g. an int8 layer for a
-  ``Linear``), through :func:`replace_modules`;
+* a stand-in module built from the exact one (e.g. an int8 layer for a ``Linear``),
+  through :func:`replace_modules`;
 * an instance of a subclass of the exact module's class that overrides one of the core's
   named hook methods (``heads``, ``extend_context``, ``padding``, ``layer_bias``...),
-  built by :func:`rebuild_as`: it shares the exact module's parameters, buffers and
-  children, and the exact module is left as it was.
+  built by :func:`rebuild`: the subclass is constructed from the arguments that the
+  exact module records (``init_kwargs``), then given the exact module's parameters,
+  buffers and children (shared, registered as its own). The exact module is left as it
+  was;
+* a :class:`NetworkWrapper` around one of the codec's four networks, which changes how
+  the network runs (autocast, ``torch.compile``, traced graphs) and nothing else. The
+  codec read what it needs of its networks when it was built
+  (:class:`focalcodec.modules.NetworkFacts`), so a wrapper offers only ``net`` and its
+  call.
 
 :func:`shallow_tree` copies the module objects of a model but not its tensors, so that a
 swap on the copy never shows in the original (the ONNX exporter traces such a copy).
@@ -16,34 +25,58 @@ swap on the copy never shows in the original (the ONNX exporter traces such a co
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
-__all__ = ["rebuild_as", "replace_modules", "shallow_tree"]
+__all__ = ["NetworkWrapper", "rebuild", "replace_modules", "shallow_tree", "wrap"]
 
 M = TypeVar("M", bound=nn.Module)
+# The codec's networks, in pipeline order (the quantizer has no weights to wrap).
+NETWORKS = ("encoder", "compressor", "decompressor", "decoder")
 
 
-def rebuild_as(cls: type[M], module: nn.Module) -> M:
-    """An instance of ``cls``, a subclass of ``type(module)``, with ``module``'s state.
+def rebuild(cls: type[M], module: nn.Module) -> M:
+    """A ``cls`` built like ``module`` (a ``type(module)``) and sharing its state.
 
-    Parameters, buffers and child modules are shared (the same tensors and objects),
-    settings are copied; the registries that ``nn.Module`` keeps (parameters, buffers,
-    children, hooks) are new dicts, so later swaps on either side stay on that side.
-    ``cls`` must not add constructor state of its own: it adds behaviour, by overriding
-    hook methods.
+    ``cls`` is a subclass of ``type(module)`` that overrides hook methods. It is built
+    by its constructor from ``module.init_kwargs`` (on the meta device: no weights are
+    allocated), then ``module``'s own parameters, buffers and children replace the new
+    ones under the same names: the same tensors and module objects, registered on the
+    new module, which is in ``module``'s training mode. Later swaps inside either module
+    show in both (their children are shared); a swap of the module itself in its
+    parent shows only there.
     """
     if not issubclass(cls, type(module)):
         raise TypeError(f"{cls.__name__} is not a subclass of {type(module).__name__}")
-    new = cls.__new__(cls)
-    state = {
-        key: value.copy() if isinstance(value, (dict, set)) else value
-        for key, value in vars(module).items()
-    }
-    new.__dict__.update(state)
+    with torch.device("meta"):
+        new = cls(**module.init_kwargs)
+    own = (
+        module.named_parameters(recurse=False),
+        module.named_buffers(recurse=False),
+        module.named_children(),
+    )
+    for name, value in (item for items in own for item in items):
+        setattr(new, name, value)
+    # Anything the constructor made that the module does not have is left on meta.
+    if _names(new) != _names(module):
+        raise TypeError(
+            f"{cls.__name__}(**init_kwargs) does not rebuild this "
+            f"{type(module).__name__}: its parameters, buffers or children differ"
+        )
+    new.training = module.training
     return new
+
+
+def _names(module: nn.Module) -> tuple[set[str], ...]:
+    return (
+        {name for name, _ in module.named_parameters(recurse=False)},
+        {name for name, _ in module.named_buffers(recurse=False)},
+        {name for name, _ in module.named_children()},
+    )
 
 
 def replace_modules(
@@ -80,10 +113,74 @@ def replace_modules(
 def shallow_tree(root: M) -> M:
     """A copy of ``root`` and all its submodules that shares every tensor.
 
-    Swapping modules in the copy (with :func:`replace_modules`) leaves ``root`` as it
-    was; weights are not duplicated.
+    A deep copy in which every parameter and buffer stands for itself, so only the
+    module objects (and their plain settings) are new. Swapping modules in the copy
+    (with :func:`replace_modules`) leaves ``root`` as it was; no weight is duplicated.
     """
-    new = rebuild_as(type(root), root)
-    for name, child in root.named_children():
-        setattr(new, name, shallow_tree(child))
-    return new
+    memo: dict[int, Any] = {}
+    for tensor in (*root.parameters(), *root.buffers()):
+        memo[id(tensor)] = tensor
+    return copy.deepcopy(root, memo)
+
+
+class NetworkWrapper(nn.Module):
+    """One of the codec's networks, ``net``, run another way; the same call.
+
+    Subclasses override :meth:`run`. The wrapper offers nothing else of the network: the
+    codec read the facts it needs when it was built (rates, hops, chunk size, length
+    maps: :class:`focalcodec.modules.NetworkFacts`). In a ``state_dict`` the wrapper is
+    invisible: its keys are the network's own (``encoder.feature_proj.weight``, not
+    ``encoder.net.feature_proj.weight``), so checkpoints load either way.
+
+    Parameters
+    ----------
+    net
+        The network (an encoder, compressor, decompressor or decoder).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_state_dict_post_hook(_network_keys)
+        self.register_load_state_dict_pre_hook(_wrapper_keys)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The network's ``forward``: what it takes, what it returns."""
+        return self.run(*args, **kwargs)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the network; subclasses change how."""
+        return self.net(*args, **kwargs)
+
+
+def _network_keys(module: nn.Module, state: dict, prefix: str, metadata: Any) -> None:
+    """State-dict post-hook: ``prefix + "net." + key`` -> ``prefix + key``.
+
+    The wrapper's entries are the last ones written when it runs, so renaming them in
+    order keeps the order. Module metadata (versions, keyed by dotted path without the
+    trailing dot) moves the same way: the network's own goes to the wrapper's path.
+    """
+    inner = f"{prefix}net."
+    for key in [k for k in state if k.startswith(inner)]:
+        state[prefix + key[len(inner) :]] = state.pop(key)
+    versions = getattr(state, "_metadata", None)
+    if versions is None:
+        return
+    for path in [p for p in versions if f"{p}.".startswith(inner)]:
+        versions[(prefix + path[len(inner) :]).rstrip(".")] = versions.pop(path)
+
+
+def _wrapper_keys(module: nn.Module, state: dict, prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook: ``prefix + key`` -> ``prefix + "net." + key``."""
+    for key in [k for k in state if k.startswith(prefix)]:
+        state[f"{prefix}net.{key[len(prefix) :]}"] = state.pop(key)
+
+
+def wrap(
+    codec: nn.Module,
+    build: Callable[[str, nn.Module], NetworkWrapper],
+    names: Iterable[str] = NETWORKS,
+) -> None:
+    """Set ``build(name, network)`` in place of each network ``name`` of ``codec``."""
+    for name in names:
+        setattr(codec, name, build(name, getattr(codec, name)))

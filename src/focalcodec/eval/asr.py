@@ -3,7 +3,9 @@
 No reference transcripts are needed: the ASR transcript of the original is the reference
 and the transcript of the codec output is the hypothesis, so the score measures what the
 codec destroyed rather than how good the recogniser is. Summary rates are corpus-level
-(total edits over total reference words), like WER in the ASR literature.
+(total edits over total reference words), like WER in the ASR literature. Both
+transcripts go through :func:`focalcodec.eval.text.normalize_text` first, the
+normaliser that the ASR probe uses too.
 
 The recogniser is anything with a ``transcribe(wavs) -> list[str]`` method
 (:class:`Transcriber`). The default is faster-whisper, given a local CTranslate2 Whisper
@@ -15,8 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import unicodedata
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -24,6 +24,7 @@ import numpy as np
 
 from .base import EvalItem, Metric, MetricModels, MetricUnavailable, Row
 from .base import register_metric as _register
+from .text import edit_distance, error_rate, normalize_text
 
 __all__ = [
     "ASRMetric",
@@ -44,73 +45,6 @@ class Transcriber(Protocol):
     def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
         """Transcribe each waveform, shape (N_i,) float32 at 16 kHz."""
         ...
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case, drop punctuation and symbols, collapse whitespace.
-
-    Whisper writes "Hello, world!" where a codec that changed nothing audible would
-    also give "hello world": casing and punctuation are not content, so they are removed
-    before counting errors. Apostrophes inside words are kept ("don't" is one word).
-    """
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
-    kept = [
-        ch
-        if (ch == "'" or not unicodedata.category(ch).startswith(("P", "S")))
-        else " "
-        for ch in text
-    ]
-    return " ".join("".join(kept).split())
-
-
-def edit_distance(ref: Sequence, hyp: Sequence) -> int:
-    """Levenshtein distance (substitutions + deletions + insertions, unit costs).
-
-    Parameters
-    ----------
-    ref, hyp
-        Sequences of comparable items (words or characters).
-
-    Returns
-    -------
-        The minimum number of edits turning ``ref`` into ``hyp``.
-    """
-    if len(ref) < len(hyp):
-        ref, hyp = hyp, ref
-    # One row of the dynamic-programming table, over the shorter sequence.
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        curr = [i]
-        for j, h in enumerate(hyp, start=1):
-            curr.append(min(prev[j] + 1, curr[j - 1] + 1, prev[j - 1] + (r != h)))
-        prev = curr
-    return prev[-1]
-
-
-def error_rate(ref: str, hyp: str, unit: str = "word") -> tuple[int, int]:
-    """Edits and reference length for one normalised transcript pair.
-
-    Parameters
-    ----------
-    ref, hyp
-        Reference and hypothesis text (normalised by :func:`normalize_text` here).
-    unit
-        ``"word"`` for WER, ``"char"`` for CER (spaces count as characters).
-
-    Returns
-    -------
-        (number of edits, number of reference units); the rate is their ratio.
-    """
-    ref, hyp = normalize_text(ref), normalize_text(hyp)
-    if unit == "word":
-        ref_units: Sequence[str] = ref.split()
-        hyp_units: Sequence[str] = hyp.split()
-    elif unit == "char":
-        ref_units, hyp_units = ref, hyp
-    else:
-        raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
-    return edit_distance(ref_units, hyp_units), len(ref_units)
 
 
 class FasterWhisperTranscriber:

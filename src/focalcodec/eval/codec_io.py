@@ -15,45 +15,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import FocalCodecError
-from ..io.audio import resample
-from ..io.banks import feats_long
-from ..io.longaudio import fits_whole
+from ..files.audio import resample
+from ..pipeline import models
+from ..pipeline.banks import feats_long
+from ..pipeline.longaudio import fits_whole
 from ..streaming.longform import decode_long, encode_long
-from .base import EVAL_RATE, EvalError
+from .base import EVAL_RATE
 
 __all__ = ["CodecOutput", "TimedCodec", "fit_length", "load_codec"]
 
 
 def load_codec(source: Any, device: str = "cpu") -> Any:
-    """Return a FocalCodec in eval mode on ``device``.
-
-    Parameters
-    ----------
-    source
-        Anything :meth:`FocalCodec.from_pretrained` accepts (local directory, JSON file,
-        packaged name, Hub id), or an already built codec object.
-    device
-        Torch device string.
-    """
-    if not isinstance(source, (str, bytes)) and hasattr(source, "sig_to_toks"):
-        codec = source
-    else:
-        try:
-            from .. import FocalCodec
-        except ImportError as exc:
-            raise EvalError(f"focalcodec core is not importable: {exc}") from exc
-        try:
-            codec = FocalCodec.from_pretrained(source)
-        except FocalCodecError:
-            raise  # already a one-line message naming the model
-        except (OSError, ValueError) as exc:
-            raise EvalError(f"cannot load model {source!r}: {exc}") from exc
-    if isinstance(codec, torch.nn.Module):
-        codec = codec.to(device).eval()
-    # Other backends of focalcodec.protocol.Codec run where they run (ONNX Runtime takes
-    # inputs from any device and returns results on it).
-    return codec
+    """A codec ready for evaluation on ``device``: a codec object, or anything
+    :func:`focalcodec.pipeline.models.load_codec` loads (local directory, JSON file,
+    packaged name, Hub id)."""
+    return models.load_codec(source, device)
 
 
 @dataclass
@@ -106,7 +82,7 @@ class TimedCodec:
     def features(self, sig: np.ndarray) -> torch.Tensor:
         """Encoder features of one utterance at the codec input rate, shape (F, D).
 
-        Utterances longer than :data:`~focalcodec.io.longaudio.WHOLE_SECONDS` go
+        Utterances longer than :data:`~focalcodec.pipeline.longaudio.WHOLE_SECONDS` go
         through windows, so the model's memory does not grow with their length.
         """
         if not fits_whole(self.codec, len(sig)):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from ..io.manifest import scan
+from ..files.manifest import scan
 from .base import EvalError
 
 __all__ = ["Utterance", "find_utterances"]

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io.atomic import atomic_write
+from ..files.atomic import atomic_write
+from ..modules.spectral import magnitude
 from .base import EVAL_RATE
 
 __all__ = ["code_usage_figure", "figures_available", "spectrogram_figure"]
@@ -34,11 +35,8 @@ def figures_available() -> str | None:
 
 def _log_power(sig: np.ndarray, n_fft: int = 512, hop: int = 128) -> np.ndarray:
     """Log power spectrogram in dB, shape (n_fft // 2 + 1, frames)."""
-    x = torch.from_numpy(np.asarray(sig, dtype=np.float32))
-    spec = torch.stft(
-        x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True
-    )
-    return (10.0 * torch.log10(spec.abs().square() + 1e-10)).numpy()
+    mag = magnitude(torch.from_numpy(np.asarray(sig, dtype=np.float32)), n_fft, hop)
+    return (10.0 * torch.log10(mag.square() + 1e-10)).numpy()
 
 
 def _save(fig: object, path: Path) -> None:

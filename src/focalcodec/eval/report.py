@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io.atomic import atomic_write
+from ..files.atomic import atomic_write
 
 __all__ = ["markdown_table", "write_csv", "write_json", "write_text"]
 

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import FocalCodecError
-from ..io.audio import load_audio
+from ..files.audio import load_audio
 from .base import (
     EVAL_RATE,
     EvalError,

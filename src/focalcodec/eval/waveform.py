@@ -7,6 +7,8 @@
 * Multi-resolution STFT distance: spectral convergence plus log-magnitude L1, averaged
   over three STFT sizes, as used to train GAN vocoders.
 
+The spectra are those of :mod:`focalcodec.modules.spectral`, as in the training losses.
+
 All functions take two mono waveforms of equal length at :data:`EVAL_RATE`.
 """
 
@@ -19,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ..modules.spectral import MelSpectrogram, magnitude
 from .base import EVAL_RATE, EvalItem, Metric, MetricModels, MetricUnavailable, Row
 from .base import register_metric as _register
 
@@ -29,7 +32,6 @@ __all__ = [
     "SISDR",
     "STOI",
     "mel_distance",
-    "mel_filterbank",
     "multi_resolution_stft_distance",
     "si_sdr",
 ]
@@ -77,56 +79,8 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
 
 
 @lru_cache(maxsize=8)
-def mel_filterbank(
-    n_fft: int,
-    n_mels: int,
-    sample_rate: int,
-    f_min: float = 0.0,
-    f_max: float | None = None,
-) -> torch.Tensor:
-    """Triangular filters equally spaced on the HTK mel scale.
-
-    Parameters
-    ----------
-    n_fft
-        FFT size; the filters cover its ``n_fft // 2 + 1`` bins.
-    n_mels
-        Number of filters.
-    sample_rate
-        Sample rate in Hz.
-    f_min, f_max
-        Frequency range in Hz; ``f_max`` defaults to Nyquist.
-
-    Returns
-    -------
-        Filter matrix, shape (n_mels, n_fft // 2 + 1), each row peaking at 1.
-    """
-    f_max = sample_rate / 2 if f_max is None else f_max
-
-    def to_mel(hz: np.ndarray) -> np.ndarray:
-        return 2595.0 * np.log10(1.0 + hz / 700.0)
-
-    def to_hz(mel: np.ndarray) -> np.ndarray:
-        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
-
-    edges = to_hz(
-        np.linspace(to_mel(np.array(f_min)), to_mel(np.array(f_max)), n_mels + 2)
-    )
-    bins = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bins[None, :] - lower) / (centre - lower)
-    falling = (upper - bins[None, :]) / (upper - centre)
-    weights = np.clip(np.minimum(rising, falling), 0.0, None)
-    return torch.from_numpy(weights.astype(np.float32))
-
-
-def _magnitude(sig: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    """|STFT| of (B, N) signals, shape (B, n_fft // 2 + 1, frames)."""
-    window = torch.hann_window(n_fft, dtype=sig.dtype)
-    spec = torch.stft(
-        sig, n_fft, hop_length=hop, window=window, center=True, return_complex=True
-    )
-    return spec.abs()
+def _melspec(sample_rate: int, n_fft: int, hop: int, n_mels: int) -> MelSpectrogram:
+    return MelSpectrogram(sample_rate, n_fft, hop, n_mels)
 
 
 def mel_distance(
@@ -154,9 +108,8 @@ def mel_distance(
     """
     ref, est = _check_pair(ref, est)
     sig = torch.from_numpy(np.stack([ref, est]).astype(np.float32))
-    fbank = mel_filterbank(n_fft, n_mels, sample_rate)
-    # Power is floored at 1e-5 so silent frames do not dominate through log(0).
-    mels = torch.log(torch.clamp(fbank @ _magnitude(sig, n_fft, hop), min=1e-5))
+    # Magnitudes are floored at 1e-5 so silent frames do not dominate through log(0).
+    mels = _melspec(sample_rate, n_fft, hop, n_mels)(sig)
     return float((mels[0] - mels[1]).abs().mean())
 
 
@@ -182,7 +135,7 @@ def multi_resolution_stft_distance(
     sig = torch.from_numpy(np.stack([ref, est]).astype(np.float32))
     total = 0.0
     for n_fft, hop in resolutions:
-        mag = torch.clamp(_magnitude(sig, n_fft, hop), min=1e-7)
+        mag = torch.clamp(magnitude(sig, n_fft, hop), min=1e-7)
         convergence = torch.linalg.norm(mag[0] - mag[1]) / torch.linalg.norm(mag[0])
         log_l1 = (mag[0].log() - mag[1].log()).abs().mean()
         total += float(convergence) + float(log_l1)

@@ -1,7 +1,7 @@
 """Entropy coding of ``.fcz`` packets with a trained token LM.
 
     from focalcodec.lm import LMEntropyModel
-    from focalcodec.io.compress import compress, decompress
+    from focalcodec.pipeline.compress import compress, decompress
 
     lm = LMEntropyModel("runs/lm/export")
     data = compress(sig, rate, codec, entropy=lm)      # the header records the LM hash
@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 
 from ..errors import ModelMismatchError
-from ..io.entropy import ENTROPY_LM, HASH_SIZE, PredictiveCoder
+from ..fcz.entropy import ENTROPY_LM, PredictiveCoder
+from ..identity import HASH_SIZE, hash_bytes
 from .exact import ExactLM
 from .files import lm_hash, read_lm_folder
 
-__all__ = ["LMEntropyModel", "hash_bytes"]
+__all__ = ["LMEntropyModel"]
 
 
 class LMEntropyModel:
@@ -61,12 +62,3 @@ class LMEntropyModel:
         if self._exact is None:
             self._exact = ExactLM(self.cfg, self.weights)
         return PredictiveCoder(self._exact.clone(), self.entropy_hash)
-
-
-def hash_bytes(text: str) -> bytes:
-    """The 8 header bytes of a config hash string (as ``io.compress.model_hash``)."""
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = text.encode()
-    return raw[:HASH_SIZE].ljust(HASH_SIZE, b"\0")

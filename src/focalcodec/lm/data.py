@@ -1,6 +1,6 @@
 """Token data for the LM: the one place that knows the token store.
 
-Everything the LM reads goes through this adapter over :mod:`focalcodec.io.tokens`
+Everything the LM reads goes through this adapter over :mod:`focalcodec.tokens.dataset`
 (``TokenDataset`` and its packing collate), so a change of store is a change here.
 
 Training batches are items packed into blocks of ``context + 1`` tokens with a separator
@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..errors import DataError
-from ..io.tokens import TokenDataset, pack_collate
+from ..tokens.dataset import TokenDataset, pack_collate
 
 __all__ = [
     "PAD",

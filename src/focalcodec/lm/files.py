@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
-from ..io.atomic import atomic_write
+from ..files.atomic import atomic_write
 from .model import LMConfig
 
 __all__ = [

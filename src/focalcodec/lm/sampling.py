@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ModelMismatchError
-from ..io.compress import encode_tokens, header_for
-from .coding import hash_bytes
+from ..identity import hash_bytes, header_for
+from ..pipeline.compress import encode_tokens
 from .model import KVCache, TokenLM
 
 __all__ = [

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import conv_time, extend_left, same_pad
+from .layers import Linear, conv_time, extend_left, gelu_temp, same_pad
 
 __all__ = ["ConvNeXtBackbone", "ConvNeXtDecoder"]
 
@@ -20,14 +19,14 @@ class ConvNeXtBlock(nn.Module):
         super().__init__()
         self.dwconv = nn.Conv1d(dim, dim, kernel_size, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, ffn_dim)
-        self.pwconv2 = nn.Linear(ffn_dim, dim)
+        self.pwconv1 = Linear(dim, ffn_dim)
+        self.pwconv2 = Linear(ffn_dim, dim)
         self.gamma = nn.Parameter(torch.full((dim,), float(layerscale_init)))
 
     def forward(self, x: Tensor, padded: Tensor) -> Tensor:
         """``padded`` is ``x`` with its time padding (same or causal) already added."""
         h = self.norm(conv_time(self.dwconv, padded))
-        h = self.pwconv2(F.gelu(self.pwconv1(h)))
+        h = self.pwconv2(gelu_temp(self.pwconv1(h)))
         return x + self.gamma * h
 
 
@@ -50,6 +49,17 @@ class ConvNeXtBackbone(nn.Module):
         causal_pad: str,
     ) -> None:
         super().__init__()
+        # For subclasses that override a hook: built alike (deploy.swap.rebuild).
+        self.init_kwargs = {
+            "input_dim": input_dim,
+            "dim": dim,
+            "ffn_dim": ffn_dim,
+            "num_layers": num_layers,
+            "kernel_size": kernel_size,
+            "layerscale_init": layerscale_init,
+            "causal": causal,
+            "causal_pad": causal_pad,
+        }
         self.kernel_size = kernel_size
         self.causal = causal
         self.causal_pad = causal_pad

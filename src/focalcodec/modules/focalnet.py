@@ -18,9 +18,11 @@ from .layers import (
     ChunkFeedForward,
     DynamicTanh,
     FeedForward,
+    Linear,
     Snake1d,
     conv_time,
     extend_left,
+    gelu_temp,
     same_pad,
     time_mask,
 )
@@ -54,6 +56,19 @@ class FocalModulation(nn.Module):
         window_size: int,
     ) -> None:
         super().__init__()
+        # For subclasses that override a hook: built alike (deploy.swap.rebuild).
+        self.init_kwargs = {
+            "dim": dim,
+            "focal_window": focal_window,
+            "focal_level": focal_level,
+            "focal_factor": focal_factor,
+            "dropout": dropout,
+            "use_post_norm": use_post_norm,
+            "tanhscale_init": tanhscale_init,
+            "normalize_modulator": normalize_modulator,
+            "causal": causal,
+            "window_size": window_size,
+        }
         self.dim = dim
         self.focal_level = focal_level
         self.normalize_modulator = normalize_modulator
@@ -63,13 +78,13 @@ class FocalModulation(nn.Module):
         ]
         if causal:
             self.kernel_sizes.append(window_size)
-        self.in_proj = nn.Linear(dim, 2 * dim + focal_level + 1)
+        self.in_proj = Linear(dim, 2 * dim + focal_level + 1)
         self.layers = nn.ModuleList(
             nn.Sequential(nn.Conv1d(dim, dim, k, groups=dim), nn.GELU())
             for k in self.kernel_sizes
         )
         self.context_proj = nn.Conv1d(dim, dim, 1)
-        self.out_proj = nn.Linear(dim, dim)
+        self.out_proj = Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
         self.norm = (
             _norm(dim, causal, tanhscale_init) if use_post_norm else nn.Identity()
@@ -101,7 +116,7 @@ class FocalModulation(nn.Module):
                 padded = same_pad(
                     ctx if valid is None else ctx.masked_fill(~valid, 0.0), k
                 )
-            ctx = F.gelu(conv_time(block[0], padded))
+            ctx = gelu_temp(conv_time(block[0], padded))
             modulator = modulator + ctx * gates[..., level : level + 1]
         if not self.causal:
             # Global context: time average of the last level, padding frames included.
@@ -362,7 +377,7 @@ class FocalEncoder(nn.Module):
         self.downsample_factor = math.prod(f for _, f in pairs)
         self.chunk_size = self.downsample_factor
         self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(pairs[-1][0], output_dim)
+        self.out_proj = Linear(pairs[-1][0], output_dim)
 
     def forward(
         self, feats: Tensor, state: list | None = None, lengths: Tensor | None = None
@@ -418,7 +433,7 @@ class FocalDecoder(nn.Module):
         self.causal = causal
         block = _focal_options(locals())
         dims = [*hidden_dims, output_dim]
-        self.in_proj = nn.Linear(input_dim, dims[0])
+        self.in_proj = Linear(input_dim, dims[0])
         self.dropout = nn.Dropout(dropout)
         steps = list(zip(dims[:-1], dims[1:], upscale_factors))
         self.layers = nn.ModuleList(

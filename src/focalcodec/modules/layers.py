@@ -8,25 +8,73 @@ edge replication or by zeros depending on the module (see SPEC section 7).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import kernels
 
 __all__ = [
     "ChunkFeedForward",
     "DynamicTanh",
     "FeedForward",
+    "Linear",
+    "SharedContext",
     "Snake1d",
     "extend_left",
     "conv_time",
+    "gelu_temp",
     "same_pad",
     "time_mask",
 ]
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` whose products run on the kernel backend of :mod:`.kernels`.
+
+    The same parameters, initialisation and ``state_dict`` keys as ``nn.Linear``; where
+    autograd records the call (training), on a GPU, under autocast or tracing, it is
+    ``nn.Linear``. Input (..., in_features), output (..., out_features).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return kernels.linear(x, self.weight, self.bias)
+
+
+def gelu_temp(x: Tensor) -> Tensor:
+    """``F.gelu(x)`` of a temporary that nothing else reads, in place when allowed.
+
+    In inference this saves a tensor the size of ``x`` (the WavLM front-end's are
+    65 MB per 10 s of audio) and the page faults of filling it; the values are those
+    of ``F.gelu``. Autograd (which keeps ``x``) and tracing get ``F.gelu``.
+    """
+    if (torch.is_grad_enabled() and x.requires_grad) or torch.jit.is_tracing():
+        return F.gelu(x)
+    return torch.ops.aten.gelu_(x)
+
+
+class SharedContext(Protocol):
+    """One convolution's left contexts of many streams stepped together, a row each.
+
+    :class:`focalcodec.streaming.batch.StreamBatch` passes one where a context tensor
+    goes: :func:`extend_left` then asks it for the extended sequence, in which every
+    row gets its own stream's past (or, at a stream's first block, the past invented
+    as ``mode`` says), and it is the context for the next call too.
+    """
+
+    def extend(self, x: Tensor, size: int, mode: str) -> tuple[Tensor, SharedContext]:
+        """As :func:`extend_left`: (B, size + T, C) and the context for the next call."""
+        ...
+
+
 def extend_left(
-    x: Tensor, context: Tensor | None, size: int, mode: str = "replicate"
-) -> tuple[Tensor, Tensor | None]:
+    x: Tensor,
+    context: Tensor | SharedContext | None,
+    size: int,
+    mode: str = "replicate",
+) -> tuple[Tensor, Tensor | SharedContext | None]:
     """Prepend ``size`` frames of past to a channel-last sequence.
 
     Parameters
@@ -34,7 +82,8 @@ def extend_left(
     x
         Sequence, shape (B, T, C).
     context
-        The previous call's context, shape (B, size, C), or None at the start of a stream.
+        The previous call's context, shape (B, size, C), or None at the start of a stream,
+        or a :class:`SharedContext` (many streams, a row each).
     size
         Number of past frames the consumer needs (kernel - 1).
     mode
@@ -47,6 +96,8 @@ def extend_left(
     """
     if size == 0:
         return x, None
+    if context is not None and not isinstance(context, Tensor):
+        return context.extend(x, size, mode)
     if context is None:
         if mode == "replicate":
             context = x[:, :1].expand(-1, size, -1)
@@ -112,11 +163,15 @@ def conv_time(conv: nn.Module, x: Tensor) -> Tensor:
         return _patch_linear(x, weight, conv.bias)
     if groups == 1 and k > 1 and frames <= _FEW_FRAMES:
         return _unfold_matmul(x, weight, conv.bias, stride, 1)
+    packed = groups > 1 and kernels.packs_convolutions(x, weight)
     if groups == x.shape[2] == weight.shape[0]:
         # Depthwise: oneDNN's channels-last kernel is several times faster, except for
-        # long kernels (the causal 512-tap global level) over many frames.
-        if k <= _LONG_KERNEL or frames <= _FEW_FRAMES:
+        # long kernels (the causal 512-tap global level) over many frames, unless its
+        # weight is packed once (the onednn kernel backend).
+        if k <= _LONG_KERNEL or frames <= _FEW_FRAMES or packed:
             return _channels_last_conv(conv, x)
+    elif packed:  # grouped (WavLM's positional convolution)
+        return _channels_last_conv(conv, x)
     elif groups > 1 and frames <= _FEW_FRAMES:
         return _unfold_matmul(x, weight, conv.bias, stride, groups)
     elif groups == 1 and stride > 1:
@@ -136,13 +191,8 @@ def _channels_last_conv(
     if the caller keeps one ready (e.g. already in oneDNN's layout)."""
     # (B, T, C) seen as (B, C, 1, T) has NHWC strides, so oneDNN runs without reordering
     # the input and writes an NHWC output that is (B, T', C_out) in memory.
-    y = F.conv2d(
-        x.transpose(1, 2).unsqueeze(2),
-        conv.weight.unsqueeze(2) if weight is None else weight,
-        conv.bias,
-        stride=(1, conv.stride[0]),
-        groups=conv.groups,
-    )
+    # (On the onednn kernel backend, with the weight packed once.)
+    y = kernels.conv2d(x.transpose(1, 2).unsqueeze(2), conv, weight)
     return y.squeeze(2).transpose(1, 2)
 
 
@@ -151,12 +201,13 @@ def _patch_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     batch, frames, channels = x.shape
     out_dim, _, k = weight.shape
     if k == 1:
-        return F.linear(x, weight[:, :, 0], bias)
+        return kernels.linear(x, weight[:, :, 0], bias, owner=weight)
     patches = x.view(batch, frames // k, k, channels).transpose(2, 3)
-    return F.linear(
+    return kernels.linear(
         patches.reshape(batch, frames // k, channels * k),
         weight.view(out_dim, -1),
         bias,
+        owner=weight,
     )
 
 
@@ -170,13 +221,13 @@ def _unfold_matmul(
     frames = windows.shape[1]
     if groups == 1:
         flat = windows.reshape(batch, frames, channels * k)
-        return F.linear(flat, weight.view(out_dim, -1), bias)
+        return kernels.linear(flat, weight.view(out_dim, -1), bias, owner=weight)
     per_group = windows.reshape(batch * frames, groups, -1).transpose(0, 1)
-    kernels = weight.view(groups, out_dim // groups, -1).transpose(1, 2)
+    taps = weight.view(groups, out_dim // groups, -1).transpose(1, 2)
     if bias is None:
-        y = torch.bmm(per_group, kernels)
+        y = torch.bmm(per_group, taps)
     else:
-        y = torch.baddbmm(bias.view(groups, 1, -1), per_group, kernels)
+        y = torch.baddbmm(bias.view(groups, 1, -1), per_group, taps)
     return y.transpose(0, 1).reshape(batch, frames, out_dim)
 
 
@@ -188,8 +239,9 @@ def _transposed_conv(conv: nn.ConvTranspose1d, x: Tensor) -> Tensor:
     # Kernel = stride: every input frame writes its own k output frames, which is a
     # matrix product; the weight (C_in, C_out, k) is read as (C_in, C_out * k).
     batch, frames, _ = x.shape
-    out_dim = conv.weight.shape[1]
-    y = torch.matmul(x, conv.weight.view(conv.weight.shape[0], -1))
+    weight = conv.weight
+    out_dim = weight.shape[1]
+    y = kernels.linear(x, weight.view(weight.shape[0], -1).T, owner=weight)
     y = y.view(batch, frames, out_dim, k).transpose(2, 3)
     y = y.reshape(batch, frames * k, out_dim)
     return y if conv.bias is None else y + conv.bias
@@ -232,12 +284,12 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, ffn_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.in_proj = nn.Linear(dim, ffn_dim)
-        self.out_proj = nn.Linear(ffn_dim, dim)
+        self.in_proj = Linear(dim, ffn_dim)
+        self.out_proj = Linear(ffn_dim, dim)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.dropout(F.gelu(self.in_proj(x)))
+        x = self.dropout(gelu_temp(self.in_proj(x)))
         return self.dropout(self.out_proj(x))
 
 
@@ -253,9 +305,16 @@ class ChunkFeedForward(nn.Module):
         self, chunk_size: int, dim: int, ffn_dim: int, dropout: float = 0.0
     ) -> None:
         super().__init__()
+        # For subclasses that override a hook: built alike (deploy.swap.rebuild).
+        self.init_kwargs = {
+            "chunk_size": chunk_size,
+            "dim": dim,
+            "ffn_dim": ffn_dim,
+            "dropout": dropout,
+        }
         self.chunk_size = chunk_size
-        self.in_proj = nn.Linear(chunk_size * dim, ffn_dim)
-        self.out_proj = nn.Linear(ffn_dim, chunk_size * dim)
+        self.in_proj = Linear(chunk_size * dim, ffn_dim)
+        self.out_proj = Linear(ffn_dim, chunk_size * dim)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -263,7 +322,7 @@ class ChunkFeedForward(nn.Module):
         block = self.chunk_size * dim
         flat = x.reshape(batch, frames * dim)
         h = F.pad(flat, (0, self.padding(frames * dim, block))).view(batch, -1, block)
-        h = self.dropout(F.gelu(self.in_proj(h)))
+        h = self.dropout(gelu_temp(self.in_proj(h)))
         h = self.dropout(self.out_proj(h))
         h = h.reshape(batch, -1)[:, : frames * dim]
         return (flat + h).view(batch, frames, dim)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .convnext import ConvNeXtDecoder
+from .layers import Linear
 
 __all__ = ["Vocos"]
 
@@ -62,7 +63,7 @@ class ISTFTHead(nn.Module):
 
     def __init__(self, dim: int, n_fft: int, hop_length: int, causal: bool) -> None:
         super().__init__()
-        self.proj = nn.Linear(dim, n_fft + 2)
+        self.proj = Linear(dim, n_fft + 2)
         self.istft = ISTFT(n_fft, hop_length, causal)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .convnext import ConvNeXtDecoder
+from .layers import Linear
 
 __all__ = ["WaveNeXt"]
 
@@ -14,7 +15,7 @@ class WaveNeXtHead(nn.Module):
 
     def __init__(self, dim: int, hop_length: int) -> None:
         super().__init__()
-        self.proj = nn.Linear(dim, hop_length)
+        self.proj = Linear(dim, hop_length)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, dim) -> (B, T * hop)."""

@@ -18,10 +18,18 @@ from ..errors import ConfigError
 from .attention import (
     GatedRelativeAttention,
     RelativePositionBias,
+    RowBias,
     chunk_window_mask,
     padded_chunk_window_mask,
 )
-from .layers import FeedForward, conv_time, extend_left, time_mask
+from .layers import (
+    FeedForward,
+    Linear,
+    conv_time,
+    extend_left,
+    gelu_temp,
+    time_mask,
+)
 
 __all__ = ["WavLM", "WavLMState"]
 
@@ -32,7 +40,11 @@ class WavLMState(NamedTuple):
     Attributes
     ----------
     position
-        int64 0-dim tensor: cache row where the next call's first frame goes.
+        int64 0-dim tensor: cache row where the next call's first frame goes (the
+        number of past frames attended to). Or, for many streams stepped together
+        (:class:`focalcodec.streaming.batch.StreamBatch`), one such position per row,
+        shape (B,), with shared contexts and caches (``layers.SharedContext``,
+        ``attention.SharedCache``).
     contexts
         Left contexts: one per CNN layer (B, kernel - 1, C_in), then the positional
         conv's (B, conv_pos - 1, dim).
@@ -52,7 +64,7 @@ class ConvBlock(nn.Module):
         self, in_dim: int, out_dim: int, kernel_size: int, stride: int, dropout: float
     ) -> None:
         super().__init__()
-        self.kernel_size = kernel_size
+        self.kernel_size, self.stride = kernel_size, stride
         self.conv = nn.Conv1d(in_dim, out_dim, kernel_size, stride, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(out_dim)
@@ -65,8 +77,8 @@ class ConvBlock(nn.Module):
             x, context = extend_left(x, context, self.kernel_size - 1, "replicate")
         elif x.shape[1] < self.kernel_size:
             x = F.pad(x, (0, 0, 0, self.kernel_size - x.shape[1]))
-        y = self.dropout(conv_time(self.conv, x))
-        return F.gelu(self.norm(y)), context
+        y = self.norm(self.dropout(conv_time(self.conv, x)))
+        return gelu_temp(y), context
 
 
 class FeatureExtractor(nn.Module):
@@ -83,12 +95,66 @@ class FeatureExtractor(nn.Module):
     def forward(
         self, x: Tensor, contexts: list | None, causal: bool
     ) -> tuple[Tensor, list]:
+        """(B, N, 1) -> (B, F, C) and the next call's contexts (one per layer).
+
+        Long inputs without contexts run through the stack in blocks of
+        :data:`FRONT_END_BLOCK` output frames (inference only), with the same frames
+        as a whole pass: causal blocks hand their contexts on as streaming does;
+        non-causal ones read the few samples of overlap that their first frames need.
+        """
+        if contexts is not None or torch.is_grad_enabled() or torch.jit.is_tracing():
+            return self._stack(x, contexts, causal)
+        step = FRONT_END_BLOCK * self.stride
+        if x.shape[1] <= 2 * step:
+            return self._stack(x, contexts, causal)
+        if causal:
+            pieces = []
+            for start in range(0, x.shape[1], step):
+                y, contexts = self._stack(x[:, start : start + step], contexts, True)
+                pieces.append(y)
+            return torch.cat(pieces, dim=1), contexts
+        frames = self.out_frames(x.shape[1])
+        pieces = []
+        for first in range(0, frames, FRONT_END_BLOCK):
+            begin, end = self.in_span(first, min(first + FRONT_END_BLOCK, frames))
+            pieces.append(self._stack(x[:, begin:end], None, False)[0])
+        return torch.cat(pieces, dim=1), [None] * len(self.layers)
+
+    @property
+    def stride(self) -> int:
+        """Input samples per output frame."""
+        return math.prod(layer.stride for layer in self.layers)
+
+    def out_frames(self, samples: int) -> int:
+        """Output frames of a non-causal pass over ``samples`` >= the receptive field."""
+        for layer in self.layers:
+            samples = (samples - layer.kernel_size) // layer.stride + 1
+        return samples
+
+    def in_span(self, first: int, stop: int) -> tuple[int, int]:
+        """Input samples [begin, end) that non-causal output frames [first, stop) read."""
+        for layer in reversed(self.layers):
+            first = first * layer.stride
+            stop = (stop - 1) * layer.stride + layer.kernel_size
+        return first, stop
+
+    def _stack(
+        self, x: Tensor, contexts: list | None, causal: bool
+    ) -> tuple[Tensor, list]:
         contexts = contexts or [None] * len(self.layers)
         new_contexts = []
         for layer, context in zip(self.layers, contexts):
             x, context = layer(x, context, causal)
             new_contexts.append(context)
         return x, new_contexts
+
+
+# Output frames per block of an offline front-end pass (2.56 s of 16 kHz audio). Its
+# largest tensor, the first layer's output, then stays near 16 MB, under glibc's
+# 32 MB limit for serving allocations from the heap: blocks reuse freed memory instead
+# of faulting in fresh pages for every tensor (two of 65 MB per 10 s of audio in one
+# pass), and long inputs peak far lower.
+FRONT_END_BLOCK = 128
 
 
 class PositionalConv(nn.Module):
@@ -111,7 +177,7 @@ class PositionalConv(nn.Module):
             h = conv_time(self.conv, F.pad(x, (0, 0, half, half)))
             # An even kernel with symmetric padding yields one frame too many.
             h = h[:, : x.shape[1]]
-        return x + F.gelu(h), context
+        return x + gelu_temp(h), context
 
 
 class TransformerLayer(nn.Module):
@@ -229,7 +295,7 @@ class WavLM(nn.Module):
         )
         cnn_width = hidden_dims[-1]
         self.norm = nn.LayerNorm(cnn_width)
-        self.feature_proj = nn.Linear(cnn_width, dim)
+        self.feature_proj = Linear(cnn_width, dim)
         self.dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(
             num_layers,
@@ -310,6 +376,8 @@ class WavLM(nn.Module):
         need_state: bool,
         valid: Tensor | None = None,
     ) -> tuple[Tensor, WavLMState | None]:
+        if state is not None and state.position.dim() == 1:
+            return self._row_attention(x, cnn_contexts, state)
         enc = self.encoder
         chunk = 1 + self.lookahead_size
         window = self.window_size
@@ -344,6 +412,37 @@ class WavLM(nn.Module):
             caches.append(cache)
         position = torch.tensor(min(end, window - chunk), dtype=torch.long)
         return x, WavLMState(position, [*cnn_contexts, pos_context], caches)
+
+    def _row_attention(
+        self, x: Tensor, cnn_contexts: list, state: WavLMState
+    ) -> tuple[Tensor, WavLMState]:
+        """:meth:`_chunked_attention` of many streams, row ``b`` at ``position[b]``.
+
+        Each row gets the bias and mask that its stream gets alone; the shared caches
+        of ``state`` attend row by row over each stream's own past.
+        """
+        enc = self.encoder
+        chunk = 1 + self.lookahead_size
+        window = self.window_size
+        frames = x.shape[1]
+        starts = state.position.tolist()
+        bias, mask = {}, {}
+        for start in sorted(set(starts)):
+            end = start + frames
+            bias[start] = enc.relative_embedding.layer_bias(start, frames, end)
+            mask[start] = None
+            if frames > chunk:
+                mask[start] = chunk_window_mask(
+                    start, frames, end, chunk, window, x.dtype, x.device
+                )
+        x, pos_context = enc.positional_embedding(x, state.contexts[-1], causal=True)
+        x = enc.dropout(x)
+        rows = RowBias(starts, bias, mask)
+        for layer, cache in zip(enc.layers, state.kv_caches):
+            x, _ = layer(x, rows, None, cache)
+        position = (state.position + frames).clamp(max=window - chunk)
+        contexts = [*cnn_contexts, pos_context]
+        return x, WavLMState(position, contexts, list(state.kv_caches))
 
 
 def _key_mask(valid: Tensor, dtype: torch.dtype) -> Tensor:

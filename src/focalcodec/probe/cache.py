@@ -4,7 +4,7 @@ Both caches live under one root (``--cache-dir``), in a folder per model named b
 :func:`model_key` (the architecture hash and a digest of every weight, so a trained
 codec and a random-weight copy of its architecture never share files):
 
-* ``tokens/<model key>/``: a token folder (:mod:`focalcodec.io.tokens`, the format
+* ``tokens/<model key>/``: a token folder (:mod:`focalcodec.tokens.dataset`, the format
   of ``focalcodec tokenize``), one item per audio file;
 * ``features/<model key>-qfeats/``: one safetensors file per audio file with the
   decompressed features of its tokens (``toks_to_qfeats``), written atomically.
@@ -24,9 +24,10 @@ import torch
 
 from .. import runtime as distributed
 from ..codec import FocalCodec
-from ..errors import FocalCodecError, FormatError
-from ..io.audio import load_audio
-from ..io.manifest import Entry
+from ..errors import FormatError
+from ..files.audio import load_audio
+from ..files.manifest import Entry
+from ..pipeline import models
 from ..train.cache import FeatureCache, module_fingerprint
 
 __all__ = ["encode_features", "encode_tokens", "file_key", "load_codec", "model_key"]
@@ -39,17 +40,14 @@ def load_codec(spec: str, device: torch.device, seed: int = 0) -> FocalCodec:
 
     ``random:SOURCE`` builds the architecture of ``SOURCE`` with random weights
     (seeded), the baseline that shows how much of a probe's score training put there.
+    Loading is :func:`focalcodec.pipeline.models.load_codec`'s.
     """
-    try:
-        if spec.startswith(RANDOM_PREFIX):
-            torch.manual_seed(seed)
-            codec = FocalCodec.from_config(spec[len(RANDOM_PREFIX) :])
-            codec.model_id = spec
-        else:
-            codec = FocalCodec.from_pretrained(spec)
-    except FocalCodecError as exc:
-        raise FocalCodecError(f"cannot load model {spec!r}: {exc}") from None
-    return codec.eval().to(device)
+    if not spec.startswith(RANDOM_PREFIX):
+        return models.load_codec(spec, device)
+    torch.manual_seed(seed)
+    codec = models.load_codec(spec[len(RANDOM_PREFIX) :], device, weights=False)
+    codec.model_id = spec
+    return codec
 
 
 def model_key(codec: FocalCodec) -> str:
@@ -82,7 +80,7 @@ def encode_tokens(
     """Tokens of every entry, encoding only the files not cached yet.
 
     Call on every process of a run: each encodes the files it owns
-    (:func:`focalcodec.io.tokens.owner_rank`), then rank 0 merges them into the token
+    (:func:`focalcodec.tokens.dataset.owner_rank`), then rank 0 merges them into the token
     folder and everyone reads it back.
 
     Parameters
@@ -102,7 +100,7 @@ def encode_tokens(
     -------
         :func:`file_key` -> tokens (L,) int64 for every entry.
     """
-    from ..io.tokens import (
+    from ..tokens.dataset import (
         TokenDataset,
         TokenWriter,
         finish,

@@ -5,7 +5,8 @@ AdamW (lr 1e-4, betas 0.8/0.99, weight decay 0.01), batch 16, dropout 0.1, gradi
 clipping 0.01, the learning rate times 0.9 after an epoch whose validation loss improved
 by less than 0.25 % (relative), early stopping and at most 100 epochs. The best weights
 (tested at the end) and the patience follow the validation error rate (for ASR the unit
-error rate of greedy decoding), as DASB keeps the checkpoint of the best error rate. The ``optim``,
+error rate of greedy decoding), as DASB keeps the checkpoint of the best error rate;
+equal error rates are ranked by the validation loss (``error_then_loss``). The ``optim``,
 ``trainer`` and ``log`` blocks are those of :mod:`focalcodec.train.config`, so the
 shared trainer runs them unchanged.
 """
@@ -38,7 +39,7 @@ INPUTS = ("tokens", "features")
 # The protocol, as a nested mapping that recipes and overrides are merged onto.
 DEFAULTS: dict[str, Any] = {
     "input": "tokens",
-    "net": {"hidden": 512, "layers": 2, "dropout": 0.1},
+    "net": {"hidden": 512, "layers": 2, "dropout": 0.1, "norm": True},
     "data": {"batch_size": 16},
     "optim": {
         "lr": 1.0e-4,
@@ -56,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_every": 0,
         "valid_every_epoch": True,
         "monitor": "loss",
-        "best_metric": "error_rate",
+        "best_metric": "error_then_loss",
         "early_stop_patience": 10,
         "keep_best": True,
         "keep_checkpoints": 1,
@@ -99,11 +100,13 @@ class ProbeDataConfig:
 
 @dataclass
 class ProbeNetConfig:
-    """BiLSTM size and dropout."""
+    """BiLSTM size and dropout; ``norm`` normalises the pooled features of a
+    classifier (see :mod:`focalcodec.probe.nets`)."""
 
     hidden: int = 512
     layers: int = 2
     dropout: float = 0.1
+    norm: bool = True
 
 
 @dataclass

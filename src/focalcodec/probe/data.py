@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..io.manifest import Entry
+from ..files.manifest import Entry
 
 __all__ = [
     "ProbeDataset",

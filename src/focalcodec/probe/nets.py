@@ -6,7 +6,15 @@ Token input follows the FocalCodec papers (after DASB): an embedding table of
 (the decompressed features, ``toks_to_qfeats``) straight into the BiLSTM.
 
 Heads: CTC (a linear layer over units + blank, ASR) or mean/std pooling over the valid
-frames followed by a linear layer (classification).
+frames, normalised (a LayerNorm without weights), then a linear layer (classification).
+
+Why the normalisation (our addition to the papers' recipe): the pooled BiLSTM outputs
+are small (tanh outputs averaged; the standard deviation of a steady sound is near 0),
+so at the protocol's learning rate of 1e-4 the linear head moved too slowly to learn
+even four pure tones from a small data set, far below a linear classifier on token
+histograms (measured in ``docs/probes.md``, "Probes against a bag-of-tokens
+baseline"). It has no weights, so checkpoints keep their keys; ``net.norm: false``
+restores the papers' head.
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ class ProbeNet(nn.Module):
         LSTM layers.
     dropout
         Dropout on the LSTM input, between LSTM layers and before the head.
+    norm
+        Normalise the pooled features before the head (classification only).
     """
 
     def __init__(
@@ -71,6 +81,7 @@ class ProbeNet(nn.Module):
         hidden: int = 512,
         layers: int = 2,
         dropout: float = 0.1,
+        norm: bool = True,
     ) -> None:
         super().__init__()
         if (codebook is None) == (feature_dim is None):
@@ -94,6 +105,8 @@ class ProbeNet(nn.Module):
             dropout=dropout if layers > 1 else 0.0,
         )
         width = 4 * hidden if pooled else 2 * hidden
+        use_norm = pooled and norm
+        self.norm = nn.LayerNorm(width, elementwise_affine=False) if use_norm else None
         self.head = nn.Linear(width, num_outputs)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -115,4 +128,6 @@ class ProbeNet(nn.Module):
         out = self.dropout(out)
         if self.pooled:
             out = masked_mean_std(out, lengths)
+            if self.norm is not None:
+                out = self.norm(out)
         return self.head(out)

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io.atomic import atomic_write
-from ..io.manifest import Entry
+from ..files.atomic import atomic_write
+from ..files.manifest import Entry
 from .data import assign_splits
 
 __all__ = ["DATASETS", "add_prepare_arguments", "run_prepare", "write_rows"]

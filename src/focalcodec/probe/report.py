@@ -1,6 +1,6 @@
 """What a probe run leaves behind: results.json, a Markdown table and figures.
 
-Every file is written atomically (:mod:`focalcodec.io.atomic`).
+Every file is written atomically (:mod:`focalcodec.files.atomic`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io.atomic import atomic_write
+from ..files.atomic import atomic_write
 
 __all__ = [
     "markdown_table",
@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 _HEADERS = {
-    "classify": ("test accuracy", "test error rate", "chance"),
+    "classify": ("test accuracy", "test error rate", "chance", "bag of tokens"),
     "asr": ("test CER", "test WER"),
 }
 
@@ -43,17 +43,21 @@ def _pct(value: float) -> str:
 
 
 def markdown_table(task: str, results: Sequence[dict[str, Any]]) -> str:
-    """One row per model: test scores, best validation loss, epochs, probe size."""
+    """One row per model: test scores (for a classifier also the test accuracy of the
+    bag-of-tokens baseline, :mod:`focalcodec.probe.baseline`), best validation loss,
+    epochs, probe size."""
     # Every model of a run picks its best epoch by the same validation metric.
     best = f"best valid {results[0]['best_metric']}" if results else "best"
     cols = ["model", "input", *_HEADERS[task], best, "epochs (best)", "probe params"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
         if task == "classify":
+            base = r.get("baseline")
             scores = [
                 _pct(r["test_accuracy"]),
                 _pct(r["test_error_rate"]),
                 _pct(r["chance_accuracy"]),
+                _pct(base["test_accuracy"]) if base else "-",
             ]
         else:
             scores = [_pct(r["test_cer"]), _pct(r["test_wer"])]

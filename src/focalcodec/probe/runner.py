@@ -34,10 +34,11 @@ from torch.utils.data import DataLoader
 
 from .. import runtime as distributed
 from ..errors import DataError, FormatError, OutputExistsError
-from ..io.manifest import scan
+from ..files.manifest import scan
 from ..train.checkpoint import load_flat_weights
 from ..train.monitor import load_best
 from ..train.trainer import Trainer
+from .baseline import bag_of_tokens
 from .cache import encode_features, encode_tokens, file_key, load_codec, model_key
 from .config import ProbeConfig, probe_config_dict, train_config
 from .data import ProbeDataset, Splits, assign_splits, probe_collate, select_entries
@@ -220,7 +221,8 @@ def _units(job: ProbeJob, splits: Splits, dist: distributed.DistInfo) -> Units:
 
 
 def _inputs(job: ProbeJob, codec, data: _Data, dist: distributed.DistInfo):
-    """Cache and load the inputs; returns (load, frames per path, frame rate, dim)."""
+    """Cache and load the inputs; returns (load, frames per path, frame rate, dim,
+    tokens per path)."""
     cfg = job.cfg
     cache_root = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
     entries = data.splits.train + data.splits.valid + data.splits.test
@@ -229,7 +231,7 @@ def _inputs(job: ProbeJob, codec, data: _Data, dist: distributed.DistInfo):
     toks = {str(e.path): torch.from_numpy(tokens[file_key(e.path)]) for e in entries}
     frames = {path: int(t.shape[0]) for path, t in toks.items()}
     if cfg.input == "tokens":
-        return toks.__getitem__, frames, codec.token_rate, None
+        return toks.__getitem__, frames, codec.token_rate, None, toks
     load = encode_features(
         codec,
         entries,
@@ -245,7 +247,7 @@ def _inputs(job: ProbeJob, codec, data: _Data, dist: distributed.DistInfo):
     sample = load(first)
     ratio = sample.shape[0] / max(frames[first], 1)
     frames = {path: round(n * ratio) for path, n in frames.items()}
-    return load, frames, codec.token_rate * ratio, int(sample.shape[1])
+    return load, frames, codec.token_rate * ratio, int(sample.shape[1]), toks
 
 
 def _datasets(job: ProbeJob, data: _Data, load, frames, frame_rate):
@@ -306,8 +308,9 @@ def _probe_model(
         return finished
     started = time.time()
     codec = load_codec(spec, dist.device, cfg.trainer.seed)
-    load, frames, frame_rate, dim = _inputs(job, codec, data, dist)
+    load, frames, frame_rate, dim, toks = _inputs(job, codec, data, dist)
     sets, kept, left_out = _datasets(job, data, load, frames, frame_rate)
+    baseline = _baseline(cfg, sets, kept, toks, codec.codebook_size, data)
     num_outputs = len(data.classes) if cfg.task == "classify" else data.units.size + 1
     torch.manual_seed(cfg.trainer.seed)
     net = ProbeNet(
@@ -318,6 +321,7 @@ def _probe_model(
         hidden=cfg.net.hidden,
         layers=cfg.net.layers,
         dropout=cfg.net.dropout,
+        norm=cfg.net.norm,
     )
     facts = _model_facts(spec, codec, frame_rate, net, cfg)
     del codec  # the encoder is not needed any more: free its memory for training
@@ -338,6 +342,7 @@ def _probe_model(
     if dist.is_main:
         scores = _test(job, stage, trainer, sets["test"], kept["test"], data, dist)
         result = {**facts, **scores, **_training_facts(trainer)}
+        result["baseline"] = baseline
         result["num_train"] = len(sets["train"])
         result["train_items_left_out"] = left_out
         result["wall_seconds"] = round(time.time() - started, 1)
@@ -349,6 +354,18 @@ def _probe_model(
         write_json(folder / "result.json", result)
     distributed.barrier()
     return result or _read_json(folder / "result.json")
+
+
+def _baseline(cfg, sets, kept, toks, codebook_size: int, data: _Data):
+    """The bag-of-tokens baseline on the probe's splits (classification; else None)."""
+    if cfg.task != "classify":
+        return None
+    splits = {
+        name: ([toks[str(e.path)] for e in kept[name]], sets[name].targets)
+        for name in ("train", "valid", "test")
+    }
+    scores = bag_of_tokens(splits, codebook_size, len(data.classes), cfg.trainer.seed)
+    return {"name": "bag of tokens (linear, token histograms)", **scores}
 
 
 def _model_facts(spec, codec, frame_rate, net, cfg) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Output units of the ASR probe: characters or BPE pieces, and CTC greedy decoding.
 
-Transcripts are normalised once (:func:`normalize_text`: Unicode NFKC, lower case,
-punctuation dropped, whitespace collapsed) before units are built and before error
-rates are computed, so punctuation and case never count as recognition errors.
+Transcripts are normalised once (:func:`normalize_text`, the one normaliser of the
+package, :func:`focalcodec.eval.text.normalize_text`: Unicode NFKC, lower case,
+punctuation and symbols dropped, whitespace collapsed) before units are built and
+before error rates are computed, so punctuation, symbols and case never count as
+recognition errors, and ``eval`` scores the same strings the same.
 
 Unit ids start at 1: id 0 is the CTC blank.
 """
@@ -10,14 +12,13 @@ Unit ids start at 1: id 0 is the CTC blank.
 from __future__ import annotations
 
 import io
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
+from ..eval.text import normalize_text
 
 __all__ = [
     "BLANK",
@@ -32,16 +33,6 @@ __all__ = [
 ]
 
 BLANK = 0
-_SPACE = re.compile(r"\s+")
-
-
-def normalize_text(text: str) -> str:
-    """NFKC, lower case, punctuation removed (apostrophes kept), single spaces."""
-    text = unicodedata.normalize("NFKC", str(text)).lower()
-    kept = [
-        " " if unicodedata.category(c).startswith("P") and c != "'" else c for c in text
-    ]
-    return _SPACE.sub(" ", "".join(kept)).strip()
 
 
 def parse_units(spec: str) -> tuple[str, int | None]:

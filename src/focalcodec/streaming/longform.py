@@ -248,7 +248,7 @@ def encode_long(
     if rate != codec.sample_rate_input:
         raise AudioError(
             f"{getattr(sig, 'path', 'the input')} is at {rate} Hz but the model needs "
-            f"{codec.sample_rate_input} Hz: resample it first (focalcodec.io.audio.resample)"
+            f"{codec.sample_rate_input} Hz: resample it first (focalcodec.files.audio.resample)"
         )
     if codec.causal:
         return _encode_causal(codec, rows, chunk_seconds, progress)
@@ -381,7 +381,7 @@ def sig_to_sig_long(
     """Resynthesis of audio of any length: (B, N) -> (B, int(N * sr_out / sr_in))."""
     rows = _as_rows(sig)
     toks = encode_long(codec, rows, chunk_seconds, overlap_seconds)
-    length = rows.shape[1] * codec.sample_rate_output // codec.sample_rate_input
+    length = codec.output_length(rows.shape[1])
     return decode_long(
         codec, toks, chunk_seconds, overlap_seconds, matching_set, topk, length
     )

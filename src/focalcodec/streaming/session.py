@@ -35,6 +35,7 @@ its step graphs take whole blocks only (``supports_partial_steps`` is false), so
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from typing import Any, Literal, NamedTuple
 
@@ -46,7 +47,7 @@ from torch import Tensor
 from ..errors import AudioError, InputError, StreamingError
 from ..modules.knn import check_matching_set
 from ..protocol import Codec
-from .runner import runner_for
+from .guard import one_thread
 
 __all__ = ["StreamDecoder", "StreamEncoder", "StreamTail", "StreamingSession"]
 
@@ -177,8 +178,7 @@ class StreamEncoder(_Closable):
             raise StreamingError(
                 f"chunks_per_step must be a positive integer, got {chunks_per_step!r}"
             )
-        self._run = runner_for(codec)
-        if pad == "none" and not self._run.partial:
+        if pad == "none" and not codec.supports_partial_steps:
             raise StreamingError(
                 "pad='none' encodes a partial last block, which the ONNX step graphs "
                 f"(whole blocks of {codec.chunk_size} samples) cannot: use pad='zeros' "
@@ -188,12 +188,12 @@ class StreamEncoder(_Closable):
         self.batch_size = _check_batch(batch_size)
         self.pad = pad
         self.step_size = chunks_per_step * codec.chunk_size
-        self._device, self._dtype = self._run.device, self._run.dtype
+        self._device, self._dtype = codec.device, codec.dtype
         self.reset()
 
     def reset(self) -> None:
         """Forget everything and start a new stream (also after :meth:`flush`)."""
-        self.state = self._run.new_state()
+        self.state = self.codec.new_stream_state()
         self._buffer = torch.zeros(self.batch_size, 0, dtype=self._dtype)
         # The last step's input and the state before it, to redo it with the tail.
         self._last: tuple[Any, Tensor, int] | None = None
@@ -208,9 +208,8 @@ class StreamEncoder(_Closable):
 
     @property
     def output_length(self) -> int:
-        """Samples that decoding this stream should give: N * sr_out / sr_in."""
-        rate_in = self.codec.sample_rate_input
-        return self.samples_in * self.codec.sample_rate_output // rate_in
+        """Samples that decoding this stream should give (``codec.output_length``)."""
+        return self.codec.output_length(self.samples_in)
 
     def encode(
         self, samples: Tensor | np.ndarray, sample_rate: int | None = None
@@ -266,7 +265,7 @@ class StreamEncoder(_Closable):
             return self._step(tail)
         state, sig, count = self._last
         with torch.inference_mode():
-            toks, _, self.state = self._run.encode(
+            toks, _, self.state = self.codec.encode_step(
                 torch.cat([sig, tail], 1).to(self._device), state
             )
         self.tokens_out += toks.shape[1] - count
@@ -275,7 +274,7 @@ class StreamEncoder(_Closable):
     def _step(self, sig: Tensor) -> Tensor:
         before = self.state
         with torch.inference_mode():
-            toks, _, self.state = self._run.encode(
+            toks, _, self.state = self.codec.encode_step(
                 sig.to(self._device, self._dtype), self.state
             )
         if self.pad == "none":
@@ -290,7 +289,7 @@ class StreamEncoder(_Closable):
         if sample_rate is not None and sample_rate != rate:
             raise StreamingError(
                 f"the stream gets audio at {sample_rate} Hz but the model needs {rate} Hz:"
-                " resample first (focalcodec.io.audio.resample) or open the device at "
+                " resample first (focalcodec.files.audio.resample) or open the device at "
                 f"{rate} Hz"
             )
         if isinstance(samples, np.ndarray):
@@ -348,8 +347,7 @@ class StreamDecoder(_Closable):
             raise StreamingError(
                 f"chunks_per_step must be a positive integer, got {chunks_per_step!r}"
             )
-        self._run = runner_for(codec)
-        if matching_set is not None and not self._run.matching:
+        if matching_set is not None and not codec.supports_knn:
             raise StreamingError(
                 "kNN voice conversion (matching_set) needs the PyTorch model: the ONNX "
                 "decoder graph maps tokens straight to audio"
@@ -358,14 +356,14 @@ class StreamDecoder(_Closable):
         self.batch_size = _check_batch(batch_size)
         self.block = codec.chunk_tokens
         self.step_size = chunks_per_step * self.block
-        self._device, self._dtype = self._run.device, self._run.dtype
+        self._device, self._dtype = codec.device, codec.dtype
         self.topk = topk
         self.matching_set = self._check_matching_set(matching_set)
         self.reset()
 
     def reset(self) -> None:
         """Forget everything and start a new stream (also after :meth:`flush`)."""
-        self.state = self._run.new_state()
+        self.state = self.codec.new_stream_state()
         self._buffer = torch.zeros(self.batch_size, 0, dtype=torch.long)
         self.tokens_in = 0
         self.samples_out = 0
@@ -416,7 +414,7 @@ class StreamDecoder(_Closable):
             toks = self._as_tokens(toks)
             self._buffer = torch.cat([self._buffer, toks], 1)
             self.tokens_in += toks.shape[1]
-        if self.pending % self.block and not self._run.partial:
+        if self.pending % self.block and not self.codec.supports_partial_steps:
             raise StreamingError(
                 f"{self.pending % self.block} tokens are left at flush(), less than a "
                 f"block of {self.block}; the ONNX step graphs decode whole blocks only"
@@ -440,7 +438,7 @@ class StreamDecoder(_Closable):
 
     def _step(self, toks: Tensor) -> Tensor:
         with torch.inference_mode():
-            sig, self.state = self._run.decode(
+            sig, self.state = self.codec.decode_step(
                 toks.to(self._device), self.state, self.matching_set, self.topk
             )
         self.samples_out += sig.shape[1]
@@ -491,7 +489,8 @@ class StreamingSession:
     :meth:`encode` and :meth:`decode` are independent streams (see
     :class:`StreamEncoder` and :class:`StreamDecoder`); :meth:`process` chains them for
     live resynthesis. Several sessions over the same model can run side by side: all
-    state lives in the session.
+    state lives in the session; a call made while another thread is inside one raises
+    :class:`StreamingError` (:func:`~focalcodec.streaming.guard.one_thread`).
 
     Parameters
     ----------
@@ -524,6 +523,7 @@ class StreamingSession:
         )
         self.codec = codec
         self.batch_size = batch_size
+        self._lock = threading.Lock()
 
     def __enter__(self) -> StreamingSession:
         if self.closed:
@@ -533,22 +533,26 @@ class StreamingSession:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @one_thread
     def encode(
         self, samples: Tensor | np.ndarray, sample_rate: int | None = None
     ) -> Tensor:
         """Audio piece (B, n) or (n,) -> tokens that are ready, (B, l)."""
         return self.encoder.encode(samples, sample_rate)
 
+    @one_thread
     def decode(self, toks: Tensor | np.ndarray) -> Tensor:
         """Token piece (B, l) or (l,) -> audio that is ready, (B, m)."""
         return self.decoder.decode(toks)
 
+    @one_thread
     def process(
         self, samples: Tensor | np.ndarray, sample_rate: int | None = None
     ) -> Tensor:
         """Resynthesis: audio piece (B, n) -> reconstructed audio that is ready, (B, m)."""
         return self.decoder.decode(self.encoder.encode(samples, sample_rate))
 
+    @one_thread
     def flush(self) -> StreamTail:
         """End both streams and return what they still held.
 
@@ -568,6 +572,7 @@ class StreamingSession:
             sig = self.decoder.flush()
         return StreamTail(toks, sig)
 
+    @one_thread
     def reset(self) -> None:
         """Start new streams in both directions."""
         for half in (self.encoder, self.decoder):
@@ -575,6 +580,7 @@ class StreamingSession:
                 raise StreamingError("reset() on a closed session: open a new one")
             half.reset()
 
+    @one_thread
     def close(self) -> None:
         """Drop all state; later calls raise :class:`StreamingError`."""
         self.encoder.close()

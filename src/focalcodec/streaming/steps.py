@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import StreamingError
+from ..inputs import check_finite
 from ..modules.knn import knn
 from ..modules.wavlm import WavLMState
 
@@ -100,6 +101,8 @@ def encode_step(
     state = state or StreamState()
     feats, enc = codec.encoder(sig, state.encoder)
     lats, comp = codec.compressor(feats, state.compressor)
+    # As offline: latents that overflowed (a sample at 1e30) are an error, not token 0.
+    lats = check_finite(lats, "latents")
     codes = codec.quantizer.lats_to_codes(F.normalize(lats, dim=-1))
     toks = codec.quantizer.codes_to_toks(codes)
     new = StreamState(enc, comp, state.decompressor, state.decoder)
@@ -111,15 +114,40 @@ def decode_step(
 ) -> tuple[Tensor, StreamState]:
     """Decode the next codes (B, l, C) of a stream into samples (B, l * up * hop).
 
-    ``matching_set`` (M, D) turns on kNN voice conversion, frame by frame.
+    ``matching_set`` (M, D) turns on kNN voice conversion, frame by frame. For many
+    streams stepped together it may be a list with one set (or None) per row, and
+    ``topk`` an int or a list with one per row: each row is converted with its own.
     """
     _check_causal(codec)
     state = state or StreamState()
     qfeats, dec = codec.decompressor(codes, state.decompressor)
     if matching_set is not None:
-        # modules.knn checks shapes and topk but not finiteness, a pass over the whole
-        # set that a session does once (StreamDecoder), not at every 80 ms step.
-        qfeats = knn(qfeats, matching_set.to(qfeats), topk).mean(dim=-2)
+        qfeats = _convert(qfeats, matching_set, topk)
     sig, voc = codec.decoder(qfeats, state.decoder)
     new = StreamState(state.encoder, state.compressor, dec, voc)
     return sig, new
+
+
+def _convert(qfeats: Tensor, matching_set, topk) -> Tensor:
+    """kNN voice conversion of decoded features (B, l, D), one set or one per row."""
+    # modules.knn checks shapes and topk but not finiteness, a pass over the whole
+    # set that a session does once (StreamDecoder), not at every 80 ms step.
+    if torch.is_tensor(matching_set):
+        return knn(qfeats, matching_set.to(qfeats), topk).mean(dim=-2)
+    if len(matching_set) != qfeats.shape[0]:
+        raise StreamingError(
+            f"{len(matching_set)} matching sets for {qfeats.shape[0]} rows: give one "
+            "set (or None) per row"
+        )
+    topks = list(topk) if isinstance(topk, (list, tuple)) else [topk] * len(qfeats)
+    groups: dict[tuple[int, int], tuple[Tensor, list[int]]] = {}
+    for row, (bank, k) in enumerate(zip(matching_set, topks)):
+        if bank is not None:
+            groups.setdefault((id(bank), k), (bank, []))[1].append(row)
+    if not groups:
+        return qfeats
+    out = qfeats.clone()
+    for (_, k), (bank, rows) in groups.items():
+        index = torch.tensor(rows, device=qfeats.device)
+        out[index] = knn(qfeats[index], bank.to(qfeats), k).mean(dim=-2)
+    return out

@@ -139,8 +139,7 @@ def convert(
     if src == "sig":
         x = codec._check_sig(x)
         if dst == "out" and output_length is None:
-            ratio = codec.sample_rate_output / codec.sample_rate_input
-            output_length = int(x.shape[-1] * ratio)
+            output_length = codec.output_length(x.shape[-1])
     elif src == "toks":
         x = codec.toks_to_codes(x)
     elif src == "codes":
@@ -169,14 +168,13 @@ def forward(codec, sig: Tensor, states: Sequence[Any]) -> tuple:
     """``forward`` in the threaded form: (toks, codes, sig, 4 states)."""
     sig = codec._check_sig(sig)
     codes, front = convert(codec, sig, "sig", "codes", states[:2])
-    ratio = codec.sample_rate_output / codec.sample_rate_input
     out, back = convert(
         codec,
         codes,
         "codes",
         "out",
         states[2:],
-        output_length=int(sig.shape[-1] * ratio),
+        output_length=codec.output_length(sig.shape[-1]),
     )
     return (codec.quantizer.codes_to_toks(codes), codes, out, *front, *back)
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io.atomic import atomic_write
+from ..files.atomic import atomic_write
 
 __all__ = ["FeatureCache", "module_fingerprint"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files.audio import AUDIO_SUFFIXES
 
 __all__ = [
     "DataConfig",
@@ -74,9 +75,7 @@ class DataConfig:
     cache_features: bool = False
     cache_dir: str | None = None
     cache_dtype: str = "float32"
-    extensions: list[str] = field(
-        default_factory=lambda: [".wav", ".flac", ".ogg", ".mp3"]
-    )
+    extensions: list[str] = field(default_factory=lambda: list(AUDIO_SUFFIXES))
 
 
 @dataclass

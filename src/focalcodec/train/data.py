@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import AudioError, ConfigError
-from ..io.manifest import Entry, scan
+from ..files.manifest import Entry, scan
 from .cache import FeatureCache
 
 __all__ = [
@@ -49,7 +49,7 @@ AudioEntry = Entry
 def list_entries(
     source: str | Path, root: str | Path | None, extensions: Sequence[str]
 ) -> list[Entry]:
-    """Entries of a manifest file or a directory (see :func:`focalcodec.io.manifest.scan`)."""
+    """Entries of a manifest file or a directory (see :func:`focalcodec.files.manifest.scan`)."""
     return scan(source, suffixes=extensions, root=root)
 
 

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from ..modules.spectral import magnitude
+
 __all__ = [
     "Discriminators",
     "PeriodDiscriminator",
@@ -84,7 +86,8 @@ class ResolutionDiscriminator(nn.Module):
     Parameters
     ----------
     n_fft, hop_length, win_length
-        STFT settings (Hann window).
+        STFT settings (Hann window of ``win_length``;
+        :func:`focalcodec.modules.spectral.stft`).
     channels
         Width of every convolution.
     """
@@ -109,18 +112,7 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, sig: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Map (B, N) audio to logits (B, frames·bins') and hidden activations."""
-        sig = sig.float()
-        if sig.shape[-1] <= self.n_fft // 2:
-            sig = F.pad(sig, (0, self.n_fft // 2 + 1 - sig.shape[-1]))
-        spec = torch.stft(
-            sig,
-            self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.win_length,
-            window=self.window,
-            center=True,
-            return_complex=True,
-        ).abs()
+        spec = magnitude(sig, self.n_fft, self.hop_length, self.window)
         # (B, bins, frames) -> (B, 1, frames, bins): time is the convolution's height.
         x = spec.transpose(1, 2)[:, None]
         feats = []

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from ..io.atomic import OutputExistsError, atomic_folder
+from ..files.atomic import OutputExistsError, atomic_folder
 
 __all__ = ["export_checkpoint", "resolve_checkpoint"]
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..io.atomic import atomic_write
+from ..files.atomic import atomic_write
 
 __all__ = ["MetricLogger", "read_metrics"]
 

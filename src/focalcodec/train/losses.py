@@ -1,7 +1,9 @@
 """Training losses: feature reconstruction, log-mel L1, hinge GAN and feature matching.
 
 All losses return float32 scalars and are meant to run outside autocast: spectrograms
-and squared errors lose too much precision in half floats.
+and squared errors lose too much precision in half floats. The log-mel spectrogram is
+:class:`focalcodec.modules.spectral.MelSpectrogram` (re-exported here), the one that
+evaluation's mel distance uses too.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from ..modules.spectral import MelSpectrogram
 
 __all__ = [
     "MelSpectrogram",
@@ -19,7 +22,6 @@ __all__ = [
     "feature_matching_loss",
     "frame_mask",
     "generator_hinge_loss",
-    "mel_filterbank",
     "mel_loss",
 ]
 
@@ -71,85 +73,6 @@ def feature_loss(
         return err.mean()
     weight = mask.to(err.dtype)
     return (err * weight).sum() / weight.sum().clamp(min=1.0)
-
-
-def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
-    # HTK mel scale.
-    return 2595.0 * torch.log10(1.0 + hz / 700.0)
-
-
-def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
-    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
-
-
-def mel_filterbank(
-    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float | None
-) -> torch.Tensor:
-    """Triangular filters on the HTK mel scale, without area normalisation.
-
-    Returns
-    -------
-        (n_fft // 2 + 1, n_mels) weights; filter m rises from edge m to its peak at edge
-        m + 1 and falls to zero at edge m + 2 of ``n_mels + 2`` mel-spaced edges.
-    """
-    f_max = sample_rate / 2 if f_max is None else f_max
-    freqs = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    lo, hi = _hz_to_mel(torch.tensor([f_min, f_max], dtype=torch.float64))
-    edges = _mel_to_hz(
-        torch.linspace(lo.item(), hi.item(), n_mels + 2, dtype=torch.float64)
-    )
-    left, peak, right = edges[:-2], edges[1:-1], edges[2:]
-    rising = (freqs[:, None] - left[None]) / (peak - left)[None]
-    falling = (right[None] - freqs[:, None]) / (right - peak)[None]
-    return torch.minimum(rising, falling).clamp(min=0.0).float()
-
-
-class MelSpectrogram(nn.Module):
-    """Log-magnitude mel spectrogram, ``log(max(mel, 1e-5))``.
-
-    The STFT is centred with reflect padding and a periodic Hann window of ``n_fft``.
-
-    Parameters
-    ----------
-    sample_rate
-        Rate of the input waveform.
-    n_fft, hop_length, n_mels, f_min, f_max
-        STFT and filterbank settings.
-    """
-
-    def __init__(
-        self,
-        sample_rate: int,
-        n_fft: int = 1024,
-        hop_length: int = 256,
-        n_mels: int = 100,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        fbank = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max)
-        self.register_buffer("fbank", fbank, persistent=False)
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-
-    def forward(self, sig: torch.Tensor) -> torch.Tensor:
-        """Map (B, N) waveforms to (B, n_mels, T) log-mel frames, T = N // hop + 1."""
-        sig = sig.float()
-        # Reflect padding needs more samples than half a window; pad short input first.
-        if sig.shape[-1] <= self.n_fft // 2:
-            sig = F.pad(sig, (0, self.n_fft // 2 + 1 - sig.shape[-1]))
-        spec = torch.stft(
-            sig,
-            self.n_fft,
-            hop_length=self.hop_length,
-            window=self.window,
-            center=True,
-            pad_mode="reflect",
-            return_complex=True,
-        ).abs()
-        mel = torch.einsum("bft,fm->bmt", spec, self.fbank)
-        return mel.clamp(min=1e-5).log()
 
 
 def mel_loss(

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..io.atomic import atomic_folder
+from ..files.atomic import atomic_folder
 
 __all__ = ["PlateauDecay", "ValidationMonitor", "load_best", "save_best"]
 

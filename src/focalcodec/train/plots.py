@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ..io.atomic import atomic_write
+from ..files.atomic import atomic_write
+from ..modules.spectral import magnitude
 
 __all__ = ["have_matplotlib", "plot_curves", "plot_spectrograms"]
 
@@ -46,16 +47,7 @@ def _save(plt, fig, path: Path) -> None:
 
 def log_spectrogram(sig: torch.Tensor, n_fft: int = 512) -> torch.Tensor:
     """(freq, time) log-magnitude in dB of a (N,) waveform, for display."""
-    sig = sig.detach().float().cpu()
-    if sig.numel() <= n_fft // 2:
-        sig = torch.nn.functional.pad(sig, (0, n_fft // 2 + 1 - sig.numel()))
-    spec = torch.stft(
-        sig,
-        n_fft,
-        hop_length=n_fft // 4,
-        window=torch.hann_window(n_fft),
-        return_complex=True,
-    ).abs()
+    spec = magnitude(sig.detach().float().cpu(), n_fft, n_fft // 4)
     return 20.0 * spec.clamp(min=1e-5).log10()
 
 

@@ -2,7 +2,7 @@
 
 This is what ``focalcodec train <stage>`` calls in every process; ``torchrun``
 starts one process per GPU (or CPU worker) and each joins the group in
-:func:`focalcodec.train.distributed.setup`.
+:func:`focalcodec.runtime.setup`.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 def _write_config(cfg: Any) -> None:
     import yaml
 
-    from ..io.atomic import atomic_write
+    from ..files.atomic import atomic_write
 
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     with atomic_write(Path(cfg.run_dir) / "config.yaml", force=True) as fileobj:

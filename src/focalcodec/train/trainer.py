@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import runtime as distributed
 from ..errors import CheckpointError, ConfigError
-from ..io.atomic import atomic_folder
+from ..files.atomic import atomic_folder
 from .checkpoint import (
     flat_weights,
     latest_checkpoint,
@@ -153,7 +153,7 @@ class Trainer:
     cfg
         The resolved config (``trainer``, ``data`` and ``log`` blocks are used here).
     dist
-        Process placement from :func:`focalcodec.train.distributed.setup`.
+        Process placement from :func:`focalcodec.runtime.setup`.
     train_set, valid_set
         Datasets yielding dicts of tensors; ``set_epoch(epoch)`` is called when the
         dataset has it.
@@ -556,7 +556,7 @@ class _Throughput:
 def _write_samples(samples: list[Sample], folder: Path) -> None:
     import soundfile as sf
 
-    from ..io.atomic import atomic_write
+    from ..files.atomic import atomic_write
     from .plots import plot_spectrograms
 
     folder.mkdir(parents=True, exist_ok=True)
