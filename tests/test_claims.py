@@ -69,7 +69,9 @@ def test_streaming_latency_quotes_the_session_benchmarks() -> None:
         rounds = result(name)["rounds"]
         p99 = [r["total"]["p99"] for r in rounds]
         assert f"p99 {min(p99):.0f}-{max(p99):.0f} ms" in readme, name
-    worst = max(r["total"]["max"] for r in result("streaming_latency_exact.json")["rounds"])
+    worst = max(
+        r["total"]["max"] for r in result("streaming_latency_exact.json")["rounds"]
+    )
     assert f"worst block {worst:.0f} ms" in readme
 
 
@@ -136,6 +138,7 @@ def _session_cell(name: str) -> str:
     rounds = result(name)["rounds"]
     p50 = [r["total"]["p50"] for r in rounds]
     p99 = [r["total"]["p99"] for r in rounds]
+
     def span(values: list[float]) -> str:
         low, high = f"{min(values):.0f}", f"{max(values):.0f}"
         return low if low == high else f"{low}-{high}"
@@ -221,7 +224,9 @@ def test_serve_step_and_capacity_tables() -> None:
         for s in row["steps"]:
             cell = f"| {s['sessions']} | {s['p50_ms']:.1f} ms | {s['p99_ms']:.1f} ms |"
             if s["p50_ms"] > 1000:
-                cell = f"| {s['sessions']} | {s['p50_ms']:.0f} ms | {s['p99_ms']:.0f} ms |"
+                cell = (
+                    f"| {s['sessions']} | {s['p50_ms']:.0f} ms | {s['p99_ms']:.0f} ms |"
+                )
             assert cell in doc, (row["fast"], row["batching"], cell)
 
 
