@@ -28,17 +28,16 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "data" / "golden" / "causal_wavenext_50hz"
@@ -135,23 +134,6 @@ def child(row: str, tmp: Path) -> dict:
     out["seconds"] = round(time.time() - start, 2)
     out["peak_growth_mb"] = round(peak_mb() - base, 1)
     return out
-
-
-def machine() -> dict:
-    import torch
-
-    from focalcodec.modules import calibration, kernels
-
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu": calibration.cpu_info(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average": os.getloadavg(),
-        "kernels": kernels.describe(),
-    }
 
 
 def main() -> None:

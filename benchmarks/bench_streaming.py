@@ -30,18 +30,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+from machine import machine
 
 from focalcodec import FocalCodec
 from focalcodec.deploy.fast import optimize
@@ -81,54 +80,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _kernels():
-    """focalcodec.modules.kernels, or None when timing a checkout from before them."""
-    try:
-        from focalcodec.modules import kernels
-    except ImportError:
-        return None
-    return kernels
-
-
-def _cpu() -> dict:
-    """CPU model and vector flags (the package's reader, or /proc/cpuinfo's flags)."""
-    try:
-        from focalcodec.modules import calibration
-    except ImportError:
-        text = (
-            Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        )
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        flags = set(fields.get("flags\t\t", fields.get("flags", "")).split())
-        names = (
-            "avx2",
-            "avx512f",
-            "avx512_vnni",
-            "avx_vnni",
-            "avx512_bf16",
-            "amx_tile",
-        )
-        return {"model": fields.get("model name\t", "").strip()} | {
-            name: name in flags for name in names
-        }
-    return calibration.cpu_info()
-
-
-def machine() -> dict:
-    kernels = _kernels()
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu": _cpu(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average": os.getloadavg(),
-        # The backend this run used, and what each backend measures here now.
-        "kernels": kernels.describe() if kernels else "plain (checkout without them)",
-    }
-
-
 def percentiles(ms: list[float]) -> dict[str, float]:
     arr = np.asarray(ms)
     out = {f"p{q}": float(np.percentile(arr, q)) for q in (50, 90, 99)}
@@ -139,9 +90,9 @@ def percentiles(ms: list[float]) -> dict[str, float]:
 
 
 def run_latency(args: argparse.Namespace) -> dict:
-    kernels = _kernels()
-    if kernels is not None:
-        kernels.set_backend(args.kernels)
+    from focalcodec.modules import kernels
+
+    kernels.set_backend(args.kernels)
     codec = FocalCodec.from_config(args.config).eval()
     if args.fast != "exact":
         codec = optimize(codec, args.fast, inplace=True)
@@ -197,7 +148,7 @@ def run_latency(args: argparse.Namespace) -> dict:
     return {
         "config": args.config,
         "fast_mode": args.fast,
-        "kernels": kernels.backend() if kernels else "plain",
+        "kernels": kernels.backend(),
         "chunks_per_step": args.chunks_per_step,
         "budget_ms": budget,
         "warmup_blocks": warm,

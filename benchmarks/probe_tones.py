@@ -25,17 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+
+from machine import machine  # noqa: E402
 
 from focalcodec.probe import ProbeJob, load_probe_config, run_probe  # noqa: E402
 from support import write_tones  # noqa: E402
@@ -51,21 +49,6 @@ ROWS = [
     ("paper recipe now, shuffled labels", PAPER, "shuffled", []),
     ("cpu_small recipe now", SMALL, "pitch", []),
 ]
-
-
-def machine() -> dict:
-    from focalcodec.modules import calibration, kernels
-
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu": calibration.cpu_info(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average": os.getloadavg(),
-        "kernels": kernels.describe(),
-    }
 
 
 def one(tmp: Path, recipe: Path, label: str, extra: list[str], epochs: int) -> dict:
