@@ -27,6 +27,7 @@ from focalcodec.fcz.entropy import (
 )
 from focalcodec.lm import LMConfig, LMEntropyModel, TokenLM, save_lm
 from focalcodec.pipeline.compress import coder_for, tokens_to_bytes
+from support import varint
 
 pytest.importorskip("constriction")
 
@@ -327,25 +328,14 @@ def test_two_processes_write_identical_bytes(tmp_path):
         assert np.array_equal(roundtrip(data, model), streams[name])
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((value & 0x7F) | (0x80 if value >> 7 else 0))
-        value >>= 7
-        if not value:
-            return bytes(out)
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 60), st.binary(max_size=40), st.integers(1, 13))
 def test_crafted_coded_payloads_with_valid_checksums(count, payload, bits):
     """Arbitrary coded bytes behind a correct CRC: tokens in range, or FormatError."""
     head = bs.Header(bits, CODEC_HASH, "", 16000, 16000, 320, 0, ENTROPY_ADAPTIVE)
     raw = head.to_bytes()
-    body = (
-        bytes([bs.KIND_FINAL | bs.KIND_CODED]) + _varint(count) + _varint(count * 320)
-    )
-    body += _varint(len(payload)) + payload
+    body = bytes([bs.KIND_FINAL | bs.KIND_CODED]) + varint(count) + varint(count * 320)
+    body += varint(len(payload)) + payload
     crc = zlib.crc32(body, int.from_bytes(raw[-4:], "big")).to_bytes(4, "big")
     try:
         toks = roundtrip(raw + body + crc)
