@@ -27,8 +27,9 @@ from ..errors import ClippingWarning, FocalCodecError
 from ..pretrained import DEFAULT_STREAMING_MODEL as DEFAULT_MODEL
 from .options import (
     add_backend,
+    add_device,
     add_kernels,
-    device_name,
+    add_threads,
     open_models,
     positive_int,
     torch_device,
@@ -97,12 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="stop after this many seconds of input",
     )
-    parser.add_argument(
-        "--device",
-        default="cpu",
-        type=device_name,
-        help="cpu, cuda, ... (default: cpu)",
-    )
+    add_device(parser, "cpu")
     parser.add_argument(
         "--fast",
         metavar="MODE",
@@ -110,11 +106,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="opt-in fast mode of focalcodec.deploy.fast: exact (default), int8, "
         "int8-decoder, bf16, fp16, compile (speed and agreement: docs/performance.md)",
     )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="N",
-        help="CPU threads (of torch, or of ONNX Runtime with --backend onnx)",
+    add_threads(
+        parser, "CPU threads (of torch, or of ONNX Runtime with --backend onnx)"
     )
     add_kernels(parser)
     parser.add_argument(
